@@ -1,0 +1,42 @@
+# livefit: the two commands a newcomer needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+JARS   := build/jars/livefit-flink-adapters.jar
+
+.PHONY: setup demo test test-unit test-e2e lint clean stack-down
+
+setup: $(STAMP) $(JARS)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "livefit needs Python 3.11 (set PYTHON=python3.11)"'
+	@command -v java >/dev/null || { echo "livefit needs Java 17 (java not on PATH)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+$(JARS): $(STAMP) $(wildcard jobs/java/livefit/flink/*.java)
+	$(BIN)/python -m livefit.jars
+
+# Everything on the embedded stack: PostgreSQL, Debezium, Tansu, Flink local execution.
+# `make demo EVENTS=500` stops by itself after 500 live interactions are scored.
+demo: setup
+	$(BIN)/livefit demo $(if $(EVENTS),--events $(EVENTS)) $(if $(RATE),--rate $(RATE))
+
+test: setup
+	$(BIN)/python -m pytest tests
+
+test-unit: setup
+	$(BIN)/python -m pytest tests -m "not e2e"
+
+test-e2e: setup
+	$(BIN)/python -m pytest tests -m e2e
+
+stack-down:
+	$(BIN)/livefit stack down
+
+clean:
+	rm -rf build .livefit models/artifacts

@@ -1,0 +1,1 @@
+"""Flink job entry points: what `flink run -py` is given."""

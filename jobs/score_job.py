@@ -1,0 +1,277 @@
+"""livefit scoring job (PyFlink DataStream API).
+
+    Debezium CDC topics --> parse-debezium --+--> (products) broadcast state ---------------+
+                                              |                                              |
+                                              +--> key by customer --> score-and-learn <-----+
+                                              |                             |
+                                              +--> dead letters ------------+--> kafka-sink
+                                                                   (livefit.scores / .deadletter)
+
+Runs unchanged locally (``python jobs/score_job.py``) and under ``flink run -py``. The logic lives
+in ``udfs/``; this file only wires operators, state, timers, metrics and connectors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from pyflink.common import Configuration, Duration, Row, Types, WatermarkStrategy
+from pyflink.datastream import (
+    CheckpointingMode,
+    KeyedBroadcastProcessFunction,
+    OutputTag,
+    ProcessFunction,
+    RuntimeContext,
+    StreamExecutionEnvironment,
+)
+from pyflink.datastream.connectors.base import DeliveryGuarantee
+from pyflink.datastream.connectors.kafka import (
+    KafkaOffsetResetStrategy,
+    KafkaOffsetsInitializer,
+    KafkaSink,
+    KafkaSource,
+)
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+from pyflink.java_gateway import get_gateway
+
+from livefit.config import Config, load_config
+from livefit.jars import job_jars
+from udfs.customer import CustomerLogic, CustomerState, ScoringParams
+from udfs.envelope import ChangeEvent, DeadLetter, Tombstone, parse_record
+from udfs.features import Product
+from udfs.scoring import OfflineModel
+
+log = logging.getLogger("livefit.job")
+
+# Row(topic, partition, offset, timestamp, key, value) from livefit.flink.RawRecordDeserializer
+RAW_RECORD = Types.ROW_NAMED(
+    ["topic", "partition", "offset", "timestamp", "key", "value"],
+    [Types.STRING(), Types.INT(), Types.LONG(), Types.LONG(),
+     Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.PRIMITIVE_ARRAY(Types.BYTE())],
+)
+# Row(topic, key, value) for livefit.flink.TopicKeyValueSerializer
+KAFKA_OUT = Types.ROW_NAMED(
+    ["topic", "key", "value"],
+    [Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.PRIMITIVE_ARRAY(Types.BYTE())],
+)
+DEAD_LETTERS = OutputTag("dead-letters", KAFKA_OUT)
+PRODUCT_CHANGES = OutputTag("product-changes", Types.PICKLED_BYTE_ARRAY())
+PRODUCTS = MapStateDescriptor("products", Types.LONG(), Types.PICKLED_BYTE_ARRAY())
+
+
+def _dead_letter_row(topic: str, dl: DeadLetter) -> Row:
+    return Row(topic, dl.key, dl.to_json())
+
+
+class ParseChangeEvents(ProcessFunction):
+    """Raw CDC records -> customer events (main), product changes and dead letters (side outputs)."""
+
+    def __init__(self, deadletter_topic: str):
+        self.deadletter_topic = deadletter_topic
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        metrics = runtime_context.get_metrics_group()
+        self.parsed = metrics.counter("events_parsed")
+        self.dead = metrics.counter("events_dead_lettered")
+        self.tombstones = metrics.counter("tombstones")
+
+    def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterable[Any]:
+        rec = parse_record(value[0], value[1], value[2], value[3], value[4], value[5])
+        if isinstance(rec, ChangeEvent):
+            self.parsed.inc()
+            if rec.table == "products":
+                yield PRODUCT_CHANGES, rec
+            else:
+                yield rec
+        elif isinstance(rec, DeadLetter):
+            self.dead.inc()
+            yield DEAD_LETTERS, _dead_letter_row(self.deadletter_topic, rec)
+        elif isinstance(rec, Tombstone):
+            self.tombstones.inc()  # handled: the delete before it carried the row
+
+
+class ScoreAndLearn(KeyedBroadcastProcessFunction):
+    """Per customer: features + warm-up history in keyed state, score, resolve labels, learn."""
+
+    def __init__(self, model_dir: str, model_name: str, params: ScoringParams,
+                 scores_topic: str, deadletter_topic: str):
+        self.model_dir = model_dir
+        self.model_name = model_name
+        self.params = params
+        self.scores_topic = scores_topic
+        self.deadletter_topic = deadletter_topic
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.state = runtime_context.get_state(
+            ValueStateDescriptor("customer", Types.PICKLED_BYTE_ARRAY()))
+        model = OfflineModel.load(self.model_dir, self.model_name)
+        self.logic = CustomerLogic(model, self.params)
+        metrics = runtime_context.get_metrics_group()
+        self.scored = metrics.counter("events_scored")
+        self.updates = metrics.counter("sgd_updates")
+        self.dead = metrics.counter("events_dead_lettered")
+        self.unknown_products = metrics.counter("unknown_products")
+        self.last_latency_ms = 0
+        metrics.gauge("model_version", lambda: self.logic.model.version)
+        metrics.gauge("score_latency_ms", lambda: self.last_latency_ms)
+        log.info("scoring with %s v%d", model.name, model.version)
+
+    def _emit(self, outcome_records: list[dict[str, Any]]) -> Iterable[Row]:
+        for record in outcome_records:
+            self.scored.inc()
+            self.last_latency_ms = record["scored_at"] - record["commit_ts"]
+            yield Row(self.scores_topic, str(record["customer_id"]).encode(),
+                      json.dumps(record, separators=(",", ":")).encode())
+
+    def process_element(self, value: ChangeEvent, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):
+        try:
+            pid = value.product_id
+            product = ctx.get_broadcast_state(PRODUCTS).get(pid) if pid is not None else None
+            if pid is not None and product is None and value.table != "customers":
+                self.unknown_products.inc()
+            state = self.state.value() or CustomerState()
+            outcome = self.logic.on_event(state, value, product)
+        except Exception as exc:  # one bad event must not stop the job: dead-letter it
+            self.dead.inc()
+            dl = DeadLetter(f"scoring failed: {type(exc).__name__}: {exc}"[:500], value.table, -1, -1,
+                            str(value.customer_id).encode(),
+                            json.dumps({"event_id": value.event_id, "op": value.op,
+                                        "row": value.row}, default=str).encode())
+            yield _dead_letter_row(self.deadletter_topic, dl)
+            return
+        if outcome.clear_state:
+            self.state.clear()
+        else:
+            self.state.update(state)
+        self.updates.inc(outcome.learned)
+        for ts in outcome.timers:
+            ctx.timer_service().register_event_time_timer(ts)
+        yield from self._emit(outcome.records)
+
+    def process_broadcast_element(self, value: ChangeEvent, ctx: KeyedBroadcastProcessFunction.Context):
+        products = ctx.get_broadcast_state(PRODUCTS)
+        if value.op == "d":
+            products.remove(int(value.row["id"]))
+        else:
+            products.put(int(value.row["id"]), Product.from_row(value.row))
+
+    def on_timer(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext):
+        state = self.state.value()
+        if state is None:
+            return
+        outcome = self.logic.on_timer(state, timestamp)
+        if outcome.learned:
+            self.state.update(state)
+            self.updates.inc(outcome.learned)
+        yield from ()
+
+
+def kafka_source(cfg: Config) -> KafkaSource:
+    k = cfg.kafka
+    starting = (KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.EARLIEST)
+                if cfg.job.start_from == "committed" else KafkaOffsetsInitializer.earliest())
+    builder = (KafkaSource.builder()
+               .set_bootstrap_servers(k.bootstrap_servers)
+               .set_topics(*k.cdc_topics())
+               .set_group_id(k.consumer_group)
+               .set_client_id_prefix(k.consumer_group)
+               .set_starting_offsets(starting))
+    for name, value in k.properties.items():
+        builder.set_property(name, value)
+    # Keep key, coordinates and raw bytes (tombstones included): see RawRecordDeserializer.java.
+    builder._j_builder.setDeserializer(get_gateway().jvm.livefit.flink.RawRecordDeserializer())
+    return builder.build()
+
+
+def kafka_sink(cfg: Config) -> KafkaSink:
+    k = cfg.kafka
+    builder = (KafkaSink.builder()
+               .set_bootstrap_servers(k.bootstrap_servers)
+               .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE))
+    for name, value in k.properties.items():
+        builder.set_property(name, value)
+    # One sink for every output topic, each record with its own key: see TopicKeyValueSerializer.
+    builder._j_builder.setRecordSerializer(get_gateway().jvm.livefit.flink.TopicKeyValueSerializer())
+    return builder.build()
+
+
+def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
+    """Add the livefit pipeline to ``env``."""
+    j, k = cfg.job, cfg.kafka
+    watermarks = (WatermarkStrategy
+                  .for_bounded_out_of_orderness(Duration.of_millis(j.max_out_of_orderness_ms))
+                  .with_idleness(Duration.of_millis(j.source_idleness_ms)))
+    raw = env.from_source(kafka_source(cfg), watermarks, "cdc-source", RAW_RECORD).uid("cdc-source")
+    parsed = (raw.process(ParseChangeEvents(k.deadletter_topic), output_type=Types.PICKLED_BYTE_ARRAY())
+              .name("parse-debezium").uid("parse-debezium"))
+    products = parsed.get_side_output(PRODUCT_CHANGES).broadcast(PRODUCTS)
+    params = ScoringParams(label_horizon_ms=int(j.label_horizon_s * 1000), history_len=j.history_len,
+                           learning_rate=j.learning_rate, l2=j.l2)
+    scores = (parsed
+              .key_by(lambda ev: ev.customer_id, key_type=Types.LONG())
+              .connect(products)
+              .process(ScoreAndLearn(str(Path(j.model_dir).resolve()), j.model_name, params,
+                                     k.scores_topic, k.deadletter_topic), output_type=KAFKA_OUT)
+              .name("score-and-learn").uid("score-and-learn"))
+    (scores.union(parsed.get_side_output(DEAD_LETTERS))
+     .sink_to(kafka_sink(cfg)).name("kafka-sink").uid("kafka-sink"))
+
+
+def make_env(cfg: Config, checkpoint_dir: str | None) -> StreamExecutionEnvironment:
+    conf = Configuration()
+    # Local execution starts Python workers itself: make them use this interpreter (the venv).
+    conf.set_string("python.executable", sys.executable)
+    conf.set_string("python.client.executable", sys.executable)
+    conf.set_string("python.fn-execution.bundle.time", "100")
+    if checkpoint_dir:
+        conf.set_string("execution.checkpointing.storage", "filesystem")
+        conf.set_string("execution.checkpointing.dir", Path(checkpoint_dir).resolve().as_uri())
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    env.add_jars(*[p.as_uri() for p in job_jars()])
+    env.set_parallelism(cfg.job.parallelism)
+    env.enable_checkpointing(cfg.job.checkpoint_interval_ms, CheckpointingMode.AT_LEAST_ONCE)
+    return env
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="livefit scoring job")
+    parser.add_argument("--config", default="", help="livefit.toml (default: ./livefit.toml if present)")
+    parser.add_argument("--bootstrap-servers", help="overrides kafka.bootstrap_servers")
+    parser.add_argument("--model-dir", help="overrides job.model_dir")
+    parser.add_argument("--parallelism", type=int, help="overrides job.parallelism")
+    parser.add_argument("--checkpoint-dir", help="where checkpoints go (default: <run_dir>/checkpoints)")
+    parser.add_argument("--job-name", default="livefit-score")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cfg = load_config(args.config)
+    if args.bootstrap_servers:
+        cfg.kafka.bootstrap_servers = args.bootstrap_servers
+    if args.model_dir:
+        cfg.job.model_dir = args.model_dir
+    if args.parallelism:
+        cfg.job.parallelism = args.parallelism
+    cfg = cfg.resolved()
+    # Fail before submitting if the model cannot be served (missing, tampered, wrong features).
+    model = OfflineModel.load(cfg.job.model_dir, cfg.job.model_name)
+    log.info("model %s v%d from %s; Kafka %s", model.name, model.version, cfg.job.model_dir,
+             cfg.kafka.bootstrap_servers)
+    # SIGTERM -> SystemExit, so PyFlink's exit hooks stop the local JVM and its Python workers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    env = make_env(cfg, args.checkpoint_dir or str(cfg.run_dir / "checkpoints"))
+    build(env, cfg)
+    started = time.time()
+    env.execute(args.job_name)
+    log.info("job finished after %.0fs", time.time() - started)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

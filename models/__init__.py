@@ -1,0 +1,1 @@
+"""Offline training and the model artifact registry (artifacts live in models/artifacts/, git-ignored)."""

@@ -1,0 +1,182 @@
+"""What happens to one customer's state on each event: score, remember, resolve labels, learn.
+
+:class:`CustomerLogic` is plain Python; the Flink job's keyed function only loads and stores a
+:class:`CustomerState` around these calls and registers the timers they ask for.
+
+Labels are delayed: an interaction is scored now and kept as *pending*; it becomes a positive
+example when the customer orders that product within ``label_horizon_ms`` of event time, and a
+negative one when an event-time timer at ``ts + horizon`` fires first. Only then does the online
+model learn from it (test-then-train: a score is always computed before its label is used).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from udfs.envelope import ChangeEvent
+from udfs.features import N_FEATURES, CustomerProfile, Product, interaction_features
+from udfs.online import OnlineResidual, sigmoid
+from udfs.scoring import OfflineModel
+
+MAX_PENDING = 500  # per customer; beyond it the oldest pending label expires unlearned (counted)
+MAX_RECENT_ORDERS = 50
+
+
+@dataclass(slots=True)
+class PendingLabel:
+    interaction_id: int
+    product_id: int
+    ts_ms: int
+    x: list[float]  # the features the score was computed from
+    offline_logit: float
+
+
+@dataclass(slots=True)
+class CustomerState:
+    profile: CustomerProfile = field(default_factory=CustomerProfile)
+    online: OnlineResidual = field(default_factory=lambda: OnlineResidual.zeros(N_FEATURES))
+    pending: list[PendingLabel] = field(default_factory=list)
+    # Orders seen recently, so that an interaction arriving after its own order (topics are read
+    # independently) still resolves as a positive.
+    recent_orders: list[tuple[int, int]] = field(default_factory=list)
+    segment: str | None = None
+    positives: int = 0
+    negatives: int = 0
+    expired: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringParams:
+    label_horizon_ms: int = 120_000
+    history_len: int = 20
+    learning_rate: float = 0.05
+    l2: float = 0.01
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one event produced: score records to emit, timers to register, labels learned."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    timers: list[int] = field(default_factory=list)
+    learned: int = 0
+    clear_state: bool = False
+
+
+class CustomerLogic:
+    def __init__(self, model: OfflineModel, params: ScoringParams):
+        self.model = model
+        self.params = params
+
+    # -- events -------------------------------------------------------------------------------
+
+    def on_event(
+        self, state: CustomerState, ev: ChangeEvent, product: Product | None,
+        now_ms: int | None = None,
+    ) -> Outcome:
+        if ev.table == "interactions":
+            return self.on_interaction(state, ev, product, now_ms)
+        if ev.table == "orders":
+            return self.on_order(state, ev, product)
+        if ev.table == "customers":
+            return self.on_customer(state, ev)
+        raise ValueError(f"event of table {ev.table!r} is not customer-keyed")
+
+    def on_interaction(
+        self, state: CustomerState, ev: ChangeEvent, product: Product | None,
+        now_ms: int | None = None,
+    ) -> Outcome:
+        out = Outcome()
+        row = ev.row
+        if ev.op == "d":
+            # The interaction was retracted: never learn from it.
+            iid = int(row["id"])
+            state.pending = [p for p in state.pending if p.interaction_id != iid]
+            return out
+        if ev.op == "u":
+            return out  # a correction of an already scored interaction: scored once, at creation
+        kind = str(row["kind"])
+        ts = ev.event_ts_ms
+        x = interaction_features(state.profile, product, kind, ts)
+        offline_logit = self.model.logit_one(x)
+        p_online = state.online.predict_proba_one(x, offline_logit)
+        state.profile.observe_interaction(product, kind, ts, self.params.history_len)
+        out.records.append({
+            "kind": "interaction",
+            "event_id": ev.event_id,
+            "interaction_id": int(row["id"]),
+            "customer_id": ev.customer_id,
+            "product_id": int(row["product_id"]),
+            "interaction_kind": kind,
+            "event_ts": ts,
+            "commit_ts": ev.commit_ts_ms,
+            "scored_at": now_ms if now_ms is not None else int(time.time() * 1000),
+            "p_offline": round(sigmoid(offline_logit), 6),
+            "p_online": round(p_online, 6),
+            "model": {"name": self.model.name, "version": self.model.version},
+            "online_updates": state.online.n_updates,
+            "history_len": len(state.profile.history),
+            "snapshot": ev.snapshot,
+            "cold_start": state.profile.n_interactions <= 1,
+            "product_known": product is not None,
+        })
+        pending = PendingLabel(int(row["id"]), int(row["product_id"]), ts, x, offline_logit)
+        horizon = self.params.label_horizon_ms
+        if any(pid == pending.product_id and ts <= t_o <= ts + horizon
+               for pid, t_o in state.recent_orders):
+            self._learn(state, pending, 1)  # its order arrived first; the score above came first
+            out.learned += 1
+        else:
+            state.pending.append(pending)
+            if len(state.pending) > MAX_PENDING:
+                state.pending.pop(0)
+                state.expired += 1
+            out.timers.append(ts + horizon)
+        return out
+
+    def on_order(self, state: CustomerState, ev: ChangeEvent, product: Product | None) -> Outcome:
+        out = Outcome()
+        if ev.op not in ("c", "r"):
+            return out  # status changes and deletions do not change what was learned
+        row = ev.row
+        pid, ts = int(row["product_id"]), ev.event_ts_ms
+        state.profile.observe_order(product, pid, float(row["amount"]), ts, self.params.history_len)
+        horizon = self.params.label_horizon_ms
+        hits = [p for p in state.pending if p.product_id == pid and p.ts_ms <= ts <= p.ts_ms + horizon]
+        if hits:
+            state.pending = [p for p in state.pending if not (p.product_id == pid and p.ts_ms <= ts <= p.ts_ms + horizon)]
+            for p in sorted(hits, key=lambda p: p.ts_ms):
+                self._learn(state, p, 1)
+            out.learned += len(hits)
+        state.recent_orders.append((pid, ts))
+        newest = max(t for _, t in state.recent_orders)
+        state.recent_orders = [(q, t) for q, t in state.recent_orders if t >= newest - 2 * horizon]
+        del state.recent_orders[:-MAX_RECENT_ORDERS]
+        return out
+
+    def on_customer(self, state: CustomerState, ev: ChangeEvent) -> Outcome:
+        if ev.op == "d":
+            return Outcome(clear_state=True)  # the customer is gone: forget everything about them
+        state.segment = str(ev.row.get("segment"))
+        return Outcome()
+
+    def on_timer(self, state: CustomerState, timestamp_ms: int) -> Outcome:
+        """The horizon passed for pending interactions up to ``timestamp_ms``: negatives."""
+        out = Outcome()
+        horizon = self.params.label_horizon_ms
+        due = [p for p in state.pending if p.ts_ms + horizon <= timestamp_ms]
+        if due:
+            state.pending = [p for p in state.pending if p.ts_ms + horizon > timestamp_ms]
+            for p in due:
+                self._learn(state, p, 0)
+            out.learned = len(due)
+        return out
+
+    def _learn(self, state: CustomerState, p: PendingLabel, y: int) -> None:
+        state.online.learn_one(p.x, p.offline_logit, y, self.params.learning_rate, self.params.l2)
+        if y:
+            state.positives += 1
+        else:
+            state.negatives += 1

@@ -1,0 +1,231 @@
+"""Parse raw Kafka records holding Debezium change events into typed, validated events.
+
+Every record becomes exactly one of: a :class:`ChangeEvent`, a :class:`Tombstone` (the null value
+Debezium writes after a delete, for log compaction; the delete itself carries the data), or a
+:class:`DeadLetter` with a reason and the original bytes. Nothing raises, nothing is dropped.
+
+>>> rec = parse_record("shop.public.interactions", 0, 7, 0, b'{"id":5}',
+...     b'{"op":"c","before":null,"after":{"id":5,"customer_id":3,"product_id":9,"kind":"view",'
+...     b'"created_at":"2026-11-22T03:31:33.19Z"},"source":{"table":"interactions","lsn":99,'
+...     b'"ts_ms":1795318293200,"snapshot":"false"}}')
+>>> (rec.table, rec.op, rec.customer_id, rec.event_id, rec.event_ts_ms)
+('interactions', 'c', 3, 'interactions:5:99', 1795318293190)
+>>> parse_record("shop.public.orders", 0, 8, 0, b'{"id":1}', b'not json').reason
+'value is not valid JSON: Expecting value at char 0'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
+
+KNOWN_OPS = {"c": "create", "r": "snapshot read", "u": "update", "d": "delete",
+             "t": "truncate", "m": "message"}
+SUPPORTED_OPS = ("c", "r", "u", "d")
+INTERACTION_KINDS = ("view", "click", "add_to_cart")
+MAX_AMOUNT = 1e9  # anything above is a data error, not a purchase
+
+
+@dataclass(slots=True)
+class ChangeEvent:
+    """One validated row change. ``row`` is the after-image (the before-image for deletes)."""
+
+    table: str
+    op: str
+    row: dict[str, Any]
+    before: dict[str, Any] | None
+    event_id: str  # table:primary-key:lsn -- stable across Debezium re-sends of the same change
+    event_ts_ms: int  # when the row says it happened (created_at), else the commit time
+    commit_ts_ms: int  # source.ts_ms: when the change was committed in the database
+    snapshot: bool  # read by Debezium's initial snapshot (op "r")
+    customer_id: int | None  # routing key; None for products
+
+    @property
+    def product_id(self) -> int | None:
+        if self.table == "products":
+            return int(self.row["id"])
+        pid = self.row.get("product_id")
+        return None if pid is None else int(pid)
+
+
+@dataclass(slots=True)
+class Tombstone:
+    topic: str
+    key: bytes | None
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    reason: str
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    def to_json(self) -> bytes:
+        """The dead-letter record: reason, coordinates and the original bytes (lossless)."""
+        def raw(b: bytes | None) -> dict[str, Any] | None:
+            if b is None:
+                return None
+            try:
+                return {"utf8": b.decode("utf-8")}
+            except UnicodeDecodeError:
+                return {"hex": b.hex()}
+
+        return json.dumps({
+            "reason": self.reason, "topic": self.topic, "partition": self.partition,
+            "offset": self.offset, "key": raw(self.key), "value": raw(self.value),
+        }, ensure_ascii=False).encode("utf-8")
+
+
+class InvalidEvent(ValueError):
+    pass
+
+
+def _int(row: dict[str, Any], name: str) -> int:
+    v = row.get(name)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise InvalidEvent(f"{name}: expected an integer, got {v!r}"[:200])
+    return v
+
+
+def _num(row: dict[str, Any], name: str, lo: float = 0.0, hi: float = MAX_AMOUNT) -> float:
+    v = row.get(name)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise InvalidEvent(f"{name}: expected a number, got {v!r}"[:200])
+    f = float(v)
+    if not math.isfinite(f) or f < lo or f > hi:
+        raise InvalidEvent(f"{name}: {f!r} is outside [{lo:g}, {hi:g}]")
+    return f
+
+
+def _str(row: dict[str, Any], name: str, allowed: tuple[str, ...] | None = None) -> str:
+    v = row.get(name)
+    if not isinstance(v, str) or not v:
+        raise InvalidEvent(f"{name}: expected a non-empty string, got {v!r}"[:200])
+    if allowed is not None and v not in allowed:
+        raise InvalidEvent(f"{name}: {v!r} is not one of {', '.join(allowed)}"[:200])
+    return v
+
+
+def _ts_ms(row: dict[str, Any], name: str) -> int | None:
+    v = row.get(name)
+    if v is None:
+        return None
+    if isinstance(v, str):
+        try:
+            return int(datetime.fromisoformat(v).timestamp() * 1000)
+        except ValueError as exc:
+            raise InvalidEvent(f"{name}: {v!r} is not an ISO timestamp"[:200]) from exc
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v // 1000  # Debezium's adaptive mode sends `timestamp` columns as epoch micros
+    raise InvalidEvent(f"{name}: expected a timestamp, got {v!r}"[:200])
+
+
+def _check_customer(row: dict[str, Any]) -> int:
+    cid = _int(row, "id")
+    _str(row, "segment")
+    return cid
+
+
+def _check_product(row: dict[str, Any]) -> None:
+    _int(row, "id")
+    _str(row, "category")
+    _str(row, "color")
+    _num(row, "price", lo=0.0, hi=1e7)
+
+
+def _check_interaction(row: dict[str, Any]) -> int:
+    _int(row, "id")
+    _int(row, "product_id")
+    _str(row, "kind", INTERACTION_KINDS)
+    return _int(row, "customer_id")
+
+
+def _check_order(row: dict[str, Any]) -> int:
+    _int(row, "id")
+    _int(row, "product_id")
+    q = _int(row, "quantity")
+    if q <= 0 or q > 100_000:
+        raise InvalidEvent(f"quantity: {q} is outside [1, 100000]")
+    _num(row, "amount")
+    return _int(row, "customer_id")
+
+
+# table -> validator returning the customer id the event belongs to (None: not customer-keyed)
+VALIDATORS: dict[str, Callable[[dict[str, Any]], int | None]] = {
+    "customers": _check_customer,
+    "products": lambda row: (_check_product(row), None)[1],
+    "interactions": _check_interaction,
+    "orders": _check_order,
+}
+
+
+def parse_record(
+    topic: str, partition: int, offset: int, timestamp_ms: int,
+    key: bytes | None, value: bytes | None,
+) -> ChangeEvent | Tombstone | DeadLetter:
+    """Turn one Kafka record from a CDC topic into an event, a tombstone or a dead letter."""
+    def dead(reason: str) -> DeadLetter:
+        return DeadLetter(reason, topic, partition, offset, key, value)
+
+    if value is None:
+        return Tombstone(topic, key)
+    try:
+        env = json.loads(value)
+    except UnicodeDecodeError:
+        return dead("value is not UTF-8 text")
+    except json.JSONDecodeError as exc:
+        return dead(f"value is not valid JSON: {exc.msg} at char {exc.pos}")
+    except RecursionError:
+        return dead("value is JSON nested too deeply")
+    if not isinstance(env, dict):
+        return dead(f"value is JSON {type(env).__name__}, not a Debezium envelope object")
+    if "payload" in env and "op" not in env:
+        env = env["payload"] if isinstance(env["payload"], dict) else env  # schemas.enable=true
+    op = env.get("op")
+    if not isinstance(op, str):
+        return dead("not a Debezium envelope: no 'op' field")
+    if op not in SUPPORTED_OPS:
+        what = KNOWN_OPS.get(op)
+        return dead(f"unsupported op {op!r} ({what})" if what else f"unknown op {op!r}")
+    source = env.get("source")
+    if not isinstance(source, dict):
+        return dead("not a Debezium envelope: no 'source' object")
+    table = source.get("table") or topic.rsplit(".", 1)[-1]
+    validate = VALIDATORS.get(table)
+    if validate is None:
+        return dead(f"table {table!r} is not one livefit consumes")
+    before, after = env.get("before"), env.get("after")
+    row = before if op == "d" else after
+    if not isinstance(row, dict):
+        image = "before" if op == "d" else "after"
+        return dead(f"op {op!r} without a '{image}' row image")
+    if before is not None and not isinstance(before, dict):
+        return dead("'before' is not an object")
+    try:
+        customer_id = validate(row)
+        event_ts = _ts_ms(row, "created_at")
+    except InvalidEvent as exc:
+        return dead(f"{table}: {exc}")
+    commit_ts = source.get("ts_ms")
+    if not isinstance(commit_ts, int) or isinstance(commit_ts, bool):
+        commit_ts = env.get("ts_ms") if isinstance(env.get("ts_ms"), int) else timestamp_ms
+    lsn = source.get("lsn")
+    snap = source.get("snapshot")
+    return ChangeEvent(
+        table=table,
+        op=op,
+        row=row,
+        before=before,
+        event_id=f"{table}:{row.get('id')}:{lsn if lsn is not None else f'{partition}-{offset}'}",
+        event_ts_ms=event_ts if event_ts is not None else commit_ts,
+        commit_ts_ms=commit_ts,
+        snapshot=op == "r" or snap in ("true", "first", "last", "first_in_data_collection",
+                                       "last_in_data_collection"),
+        customer_id=customer_id,
+    )

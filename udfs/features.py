@@ -1,0 +1,167 @@
+"""Customer features, computed the same way offline (replaying history) and online (keyed state).
+
+A :class:`CustomerProfile` is what the job keeps per customer: counts, spend, recency, affinities
+to categories / colors / price bands (decayed with a half-life of event time) and the bounded
+warm-up history. :func:`interaction_features` joins it with the product's current attributes into
+the model's feature vector. Features are computed *before* the event updates the profile, so an
+example never sees itself.
+
+>>> p = CustomerProfile()
+>>> shoes = Product(1, "shoes", "red", 80.0)
+>>> x0 = interaction_features(p, shoes, "view", 1_000_000)
+>>> x0[FEATURE_NAMES.index("cold_start")], x0[FEATURE_NAMES.index("category_share")]
+(1.0, 0.0)
+>>> p.observe_interaction(shoes, "click", 1_000_000, history_len=20)
+>>> x1 = interaction_features(p, shoes, "view", 1_060_000)
+>>> x1[FEATURE_NAMES.index("category_share")], x1[FEATURE_NAMES.index("seen_product")] > 0
+(1.0, True)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+HALF_LIFE_MS = 14 * 24 * 3600 * 1000  # affinities halve every two weeks of event time
+KIND_WEIGHT = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0}
+ORDER_WEIGHT = 8.0
+COLD_START_INTERACTIONS = 3
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "kind_click",
+    "kind_add_to_cart",
+    "log_interactions",
+    "log_orders",
+    "order_rate",
+    "log_hours_since_last",
+    "category_share",
+    "color_share",
+    "price_band_share",
+    "category_x_color",
+    "log_price",
+    "price_vs_usual_spend",
+    "seen_product",
+    "cold_start",
+    "product_known",
+)
+N_FEATURES = len(FEATURE_NAMES)
+
+
+@dataclass(slots=True)
+class Product:
+    product_id: int
+    category: str
+    color: str
+    price: float
+
+    @property
+    def price_band(self) -> int:
+        """Log2 price bands: <20, 20-40, 40-80, ... capped at 7."""
+        return max(0, min(7, int(math.log2(max(self.price, 1.0) / 10.0))))
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "Product":
+        return cls(int(row["id"]), str(row["category"]), str(row["color"]), float(row["price"]))
+
+
+@dataclass(slots=True)
+class CustomerProfile:
+    n_interactions: int = 0
+    n_orders: int = 0
+    spend: float = 0.0
+    last_ts_ms: int | None = None
+    decay_ts_ms: int | None = None
+    category_aff: dict[str, float] = field(default_factory=dict)
+    color_aff: dict[str, float] = field(default_factory=dict)
+    band_aff: dict[int, float] = field(default_factory=dict)
+    aff_total: float = 0.0
+    # Bounded warm-up history: (ts_ms, product_id, kind) of the most recent events.
+    history: list[tuple[int, int, str]] = field(default_factory=list)
+
+    def _decay_to(self, ts_ms: int) -> None:
+        if self.decay_ts_ms is None or ts_ms <= self.decay_ts_ms:
+            self.decay_ts_ms = ts_ms if self.decay_ts_ms is None else self.decay_ts_ms
+            return
+        f = 0.5 ** ((ts_ms - self.decay_ts_ms) / HALF_LIFE_MS)
+        for aff in (self.category_aff, self.color_aff, self.band_aff):
+            for k in aff:
+                aff[k] *= f  # type: ignore[index]
+        self.aff_total *= f
+        self.decay_ts_ms = ts_ms
+
+    def _add_affinity(self, product: Product, weight: float, ts_ms: int) -> None:
+        self._decay_to(ts_ms)
+        self.category_aff[product.category] = self.category_aff.get(product.category, 0.0) + weight
+        self.color_aff[product.color] = self.color_aff.get(product.color, 0.0) + weight
+        band = product.price_band
+        self.band_aff[band] = self.band_aff.get(band, 0.0) + weight
+        self.aff_total += weight
+
+    def _remember(self, ts_ms: int, product_id: int, kind: str, history_len: int) -> None:
+        self.history.append((ts_ms, product_id, kind))
+        if len(self.history) > history_len:
+            del self.history[: len(self.history) - history_len]
+        self.last_ts_ms = ts_ms if self.last_ts_ms is None else max(self.last_ts_ms, ts_ms)
+
+    def observe_interaction(
+        self, product: Product | None, kind: str, ts_ms: int, history_len: int
+    ) -> None:
+        self.n_interactions += 1
+        if product is not None:
+            self._add_affinity(product, KIND_WEIGHT.get(kind, 1.0), ts_ms)
+        self._remember(ts_ms, product.product_id if product else -1, kind, history_len)
+
+    def observe_order(
+        self, product: Product | None, product_id: int, amount: float, ts_ms: int, history_len: int
+    ) -> None:
+        self.n_orders += 1
+        self.spend += amount
+        if product is not None:
+            self._add_affinity(product, ORDER_WEIGHT, ts_ms)
+        self._remember(ts_ms, product_id, "order", history_len)
+
+
+def _share(aff: dict[Any, float], key: Any, total: float) -> float:
+    return aff.get(key, 0.0) / total if total > 1e-12 else 0.0
+
+
+def interaction_features(
+    profile: CustomerProfile, product: Product | None, kind: str, ts_ms: int
+) -> list[float]:
+    """The model's feature vector for this customer looking at this product now (FEATURE_NAMES)."""
+    n_i, n_o = profile.n_interactions, profile.n_orders
+    hours = 0.0
+    if profile.last_ts_ms is not None:
+        hours = max(0.0, (ts_ms - profile.last_ts_ms) / 3_600_000)
+    if product is not None:
+        # Shares are ratios of decayed weights; decaying both by the same factor leaves them as
+        # they are, so the profile need not be mutated here.
+        total = profile.aff_total
+        cat = _share(profile.category_aff, product.category, total)
+        col = _share(profile.color_aff, product.color, total)
+        band = _share(profile.band_aff, product.price_band, total)
+        log_price = math.log1p(product.price)
+        usual = profile.spend / n_o if n_o else 0.0
+        vs_spend = math.log((product.price + 1.0) / (usual + 1.0)) if n_o else 0.0
+        seen = sum(1 for _, pid, _k in profile.history if pid == product.product_id)
+    else:
+        cat = col = band = log_price = vs_spend = 0.0
+        seen = 0
+    return [
+        1.0 if kind == "click" else 0.0,
+        1.0 if kind == "add_to_cart" else 0.0,
+        math.log1p(n_i),
+        math.log1p(n_o),
+        n_o / (n_i + 1.0),
+        math.log1p(hours),
+        cat,
+        col,
+        band,
+        cat * col,
+        log_price,
+        vs_spend,
+        math.log1p(seen),
+        1.0 if n_i < COLD_START_INTERACTIONS else 0.0,
+        1.0 if product is not None else 0.0,
+    ]
