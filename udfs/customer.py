@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from udfs.envelope import ChangeEvent
-from udfs.features import N_FEATURES, CustomerProfile, Product, interaction_features
+from udfs.features import COLD_START_INTERACTIONS, N_FEATURES, CustomerProfile, Product, interaction_features
 from udfs.online import OnlineResidual, sigmoid
 from udfs.scoring import OfflineModel
 
@@ -102,6 +102,8 @@ class CustomerLogic:
         x = interaction_features(state.profile, product, kind, ts)
         offline_logit = self.model.logit_one(x)
         p_online = state.online.predict_proba_one(x, offline_logit)
+        history_len = len(state.profile.history)  # what the score was computed from
+        cold = state.profile.n_interactions < COLD_START_INTERACTIONS
         state.profile.observe_interaction(product, kind, ts, self.params.history_len)
         out.records.append({
             "kind": "interaction",
@@ -117,9 +119,9 @@ class CustomerLogic:
             "p_online": round(p_online, 6),
             "model": {"name": self.model.name, "version": self.model.version},
             "online_updates": state.online.n_updates,
-            "history_len": len(state.profile.history),
+            "history_len": history_len,
             "snapshot": ev.snapshot,
-            "cold_start": state.profile.n_interactions <= 1,
+            "cold_start": cold,
             "product_known": product is not None,
         })
         pending = PendingLabel(int(row["id"]), int(row["product_id"]), ts, x, offline_logit)

@@ -149,9 +149,10 @@ def _check_interaction(row: dict[str, Any]) -> int:
 def _check_order(row: dict[str, Any]) -> int:
     _int(row, "id")
     _int(row, "product_id")
-    q = _int(row, "quantity")
-    if q <= 0 or q > 100_000:
-        raise InvalidEvent(f"quantity: {q} is outside [1, 100000]")
+    if row.get("quantity") is not None:  # optional: not every orders table has it
+        q = _int(row, "quantity")
+        if q <= 0 or q > 100_000:
+            raise InvalidEvent(f"quantity: {q} is outside [1, 100000]")
     _num(row, "amount")
     return _int(row, "customer_id")
 
@@ -176,7 +177,7 @@ def parse_record(
     if value is None:
         return Tombstone(topic, key)
     try:
-        env = json.loads(value)
+        env = json.loads(value.decode("utf-8"))  # Debezium writes UTF-8; no encoding sniffing
     except UnicodeDecodeError:
         return dead("value is not UTF-8 text")
     except json.JSONDecodeError as exc:

@@ -1,0 +1,101 @@
+"""One customer's life in the job: scores, delayed labels, and test-then-train."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from tests.helpers import interaction, offline_model, order
+from udfs.customer import CustomerLogic, CustomerState, ScoringParams
+from udfs.features import Product
+
+HORIZON = 60_000
+SHOE = Product(1, "shoes", "red", 80.0)
+BAG = Product(2, "bags", "black", 120.0)
+
+
+@pytest.fixture
+def logic() -> CustomerLogic:
+    return CustomerLogic(offline_model(), ScoringParams(label_horizon_ms=HORIZON, history_len=5))
+
+
+def test_interaction_is_scored_once_with_a_timer_at_the_horizon(logic, score_validator):
+    s = CustomerState()
+    out = logic.on_interaction(s, interaction(1, 1_000), SHOE, now_ms=2_000)
+    assert len(out.records) == 1 and out.timers == [1_000 + HORIZON] and out.learned == 0
+    rec = out.records[0]
+    score_validator.validate(rec)
+    assert rec["p_online"] == rec["p_offline"]  # a new customer starts at the offline model
+    assert rec["online_updates"] == 0 and rec["cold_start"] and rec["history_len"] == 0
+    assert len(s.pending) == 1
+
+
+def test_order_within_horizon_is_a_positive_and_is_learned_after_scoring(logic):
+    s = CustomerState()
+    scored = logic.on_interaction(s, interaction(1, 1_000), SHOE).records[0]
+    assert s.online.n_updates == 0  # test first ...
+    out = logic.on_order(s, order(9, 1_000 + HORIZON - 1), SHOE)
+    assert out.learned == 1 and s.positives == 1 and not s.pending  # ... then train
+    later = logic.on_interaction(s, interaction(2, 70_000), SHOE).records[0]
+    assert later["online_updates"] == 1
+    assert later["p_online"] != later["p_offline"]
+    assert scored["online_updates"] == 0
+
+
+def test_horizon_passing_without_order_is_a_negative(logic):
+    s = CustomerState()
+    logic.on_interaction(s, interaction(1, 1_000), SHOE)
+    logic.on_interaction(s, interaction(2, 30_000), BAG)
+    assert logic.on_timer(s, 1_000 + HORIZON).learned == 1  # only the first is due
+    assert s.negatives == 1 and len(s.pending) == 1
+    assert logic.on_timer(s, 30_000 + HORIZON).learned == 1 and not s.pending
+
+
+def test_order_after_horizon_or_for_other_product_is_not_a_positive(logic):
+    s = CustomerState()
+    logic.on_interaction(s, interaction(1, 1_000), SHOE)
+    assert logic.on_order(s, order(9, 5_000, product_id=2), BAG).learned == 0
+    assert logic.on_order(s, order(10, 1_000 + HORIZON + 1), SHOE).learned == 0
+    assert logic.on_timer(s, 1_000 + HORIZON).learned == 1 and s.negatives == 1
+
+
+def test_order_arriving_before_its_interaction_still_resolves_positive(logic):
+    """CDC topics are read independently: the order may overtake the interaction."""
+    s = CustomerState()
+    logic.on_order(s, order(9, 20_000), SHOE)
+    out = logic.on_interaction(s, interaction(1, 10_000), SHOE)
+    assert out.records[0]["online_updates"] == 0  # scored before it learned from it
+    assert out.learned == 1 and s.positives == 1 and out.timers == [] and not s.pending
+
+
+def test_deleted_interaction_is_never_learned(logic):
+    s = CustomerState()
+    logic.on_interaction(s, interaction(1, 1_000), SHOE)
+    assert logic.on_interaction(s, interaction(1, 1_000, op="d"), SHOE).records == []
+    assert logic.on_timer(s, 10 * HORIZON).learned == 0 and s.online.n_updates == 0
+
+
+def test_updates_do_not_rescore_and_order_updates_do_not_relearn(logic):
+    s = CustomerState()
+    logic.on_interaction(s, interaction(1, 1_000), SHOE)
+    assert logic.on_interaction(s, interaction(1, 1_000, op="u"), SHOE).records == []
+    logic.on_order(s, order(9, 2_000), SHOE)
+    assert logic.on_order(s, order(9, 2_000, op="u"), SHOE).learned == 0
+    assert s.online.n_updates == 1 and s.profile.n_orders == 1
+
+
+def test_customer_delete_clears_state(logic):
+    from tests.helpers import event
+
+    out = logic.on_customer(CustomerState(), event("customers", "d", 7, 0, segment="budget"))
+    assert out.clear_state
+
+
+def test_state_survives_pickling_mid_stream(logic):
+    s = CustomerState()
+    logic.on_interaction(s, interaction(1, 1_000), SHOE)
+    s2 = pickle.loads(pickle.dumps(s))
+    logic.on_order(s, order(9, 2_000), SHOE)
+    logic.on_order(s2, order(9, 2_000), SHOE)
+    assert s2.online.w.tolist() == s.online.w.tolist() and s2.positives == 1

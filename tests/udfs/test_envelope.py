@@ -1,0 +1,142 @@
+"""Parsing Debezium records: every op, tombstones, and garbage that must become dead letters."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from udfs.envelope import ChangeEvent, DeadLetter, Tombstone, parse_record
+
+TOPIC = "shop.public.interactions"
+
+
+def envelope(op: str = "c", table: str = "interactions", after: dict | None = None,
+             before: dict | None = None, **source: object) -> bytes:
+    row = {"id": 5, "customer_id": 3, "product_id": 9, "kind": "view",
+           "created_at": "2026-11-22T03:31:33.190983Z"}
+    env = {"op": op, "before": before, "after": after if after is not None else (None if op == "d" else row),
+           "source": {"table": table, "lsn": 1234, "ts_ms": 1795318293194, "snapshot": "false", **source},
+           "ts_ms": 1795318293285}
+    if op == "d" and before is None:
+        env["before"] = row
+    return json.dumps(env).encode()
+
+
+def parse(value: bytes | None, key: bytes | None = b'{"id":5}', topic: str = TOPIC):
+    return parse_record(topic, 0, 42, 0, key, value)
+
+
+def test_golden_debezium_records(golden_orders):
+    parsed = [parse(r["value"].encode() if r["value"] is not None else None, r["key"].encode(), r["topic"])
+              for r in golden_orders]
+    create, update, delete, tomb = parsed
+    assert isinstance(create, ChangeEvent) and create.op == "c" and create.customer_id == 6
+    assert create.event_id == "orders:1001:28921248"
+    assert create.event_ts_ms == 1795318293190  # the row's created_at, not the commit time
+    assert create.commit_ts_ms == 1795318293194
+    assert isinstance(update, ChangeEvent) and update.op == "u"
+    assert update.before["amount"] == 16.99 and update.row["amount"] == 17.99
+    assert isinstance(delete, ChangeEvent) and delete.op == "d" and delete.row["id"] == 3503
+    assert isinstance(tomb, Tombstone)
+
+
+def test_snapshot_read_is_flagged():
+    ev = parse(envelope("r", snapshot="true"))
+    assert isinstance(ev, ChangeEvent) and ev.snapshot and ev.op == "r"
+    assert not parse(envelope("c")).snapshot
+
+
+def test_delete_uses_before_image():
+    ev = parse(envelope("d"))
+    assert isinstance(ev, ChangeEvent) and ev.row["customer_id"] == 3 and ev.customer_id == 3
+
+
+def test_event_id_is_stable_across_resends():
+    assert parse(envelope("c")).event_id == parse(envelope("c")).event_id == "interactions:5:1234"
+
+
+def test_schema_enabled_envelope_is_unwrapped():
+    wrapped = json.dumps({"schema": {}, "payload": json.loads(envelope("c"))}).encode()
+    assert isinstance(parse(wrapped), ChangeEvent)
+
+
+def _reason(value: bytes) -> str:
+    dl = parse(value)
+    assert isinstance(dl, DeadLetter), dl
+    return dl.reason
+
+
+def test_garbage_becomes_dead_letters_with_reasons():
+    assert "not valid JSON" in _reason(b"{not json")
+    assert "not UTF-8" in _reason(b"\xff\xfe\x00garbage")
+    assert "not a Debezium envelope object" in _reason(b"[1, 2, 3]")
+    assert "no 'op'" in _reason(b'{"after": {}}')
+    assert _reason(envelope("x")) == "unknown op 'x'"
+    assert "truncate" in _reason(envelope("t"))
+    assert "message" in _reason(envelope("m"))
+    assert "without a 'after' row image" in _reason(envelope("c", after={}) .replace(b'"after": {}', b'"after": null'))
+    assert "no 'source'" in _reason(b'{"op": "c", "after": {}}')
+    assert "not one livefit consumes" in _reason(envelope("c", table="invoices"))
+
+
+def test_invalid_fields_become_dead_letters():
+    good = {"id": 1, "customer_id": 3, "product_id": 9, "kind": "view", "created_at": "2026-11-22T03:31:33Z"}
+    assert "customer_id: expected an integer" in _reason(envelope("c", after={**good, "customer_id": "abc"}))
+    assert "customer_id: expected an integer" in _reason(envelope("c", after={**good, "customer_id": None}))
+    assert "kind: 'purchase' is not one of" in _reason(envelope("c", after={**good, "kind": "purchase"}))
+    assert "is not an ISO timestamp" in _reason(envelope("c", after={**good, "created_at": "yesterday"}))
+    order = {"id": 1, "customer_id": 3, "product_id": 9, "amount": 10.0, "quantity": 1}
+    for bad_amount in (-5.0, 1e12):
+        assert "amount" in _reason(envelope("c", table="orders", after={**order, "amount": bad_amount}))
+    nan = envelope("c", table="orders", after={**order, "amount": 1.0}).replace(b'"amount": 1.0', b'"amount": NaN')
+    assert "amount: nan is outside" in _reason(nan)
+    assert "quantity" in _reason(envelope("c", table="orders", after={**order, "quantity": 0}))
+
+
+def test_dead_letter_keeps_the_original_bytes():
+    raw = b"\xff\x00 not text"
+    dl = parse(raw, key=b"\xffk")
+    out = json.loads(dl.to_json())
+    assert bytes.fromhex(out["value"]["hex"]) == raw
+    assert bytes.fromhex(out["key"]["hex"]) == b"\xffk"
+    assert (out["topic"], out["partition"], out["offset"]) == (TOPIC, 0, 42)
+    text = "{\"unicode\": \"żółć 🚀\"".encode()
+    assert json.loads(parse(text).to_json())["value"]["utf8"] == text.decode()
+
+
+def test_unknown_columns_are_ignored():
+    """A column added to the table while running does not break parsing."""
+    row = {"id": 1, "customer_id": 3, "product_id": 9, "kind": "view", "created_at": None, "new_col": [1]}
+    ev = parse(envelope("c", after=row))
+    assert isinstance(ev, ChangeEvent) and ev.event_ts_ms == ev.commit_ts_ms
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.none(), st.binary(max_size=300)), st.one_of(st.none(), st.binary(max_size=20)))
+def test_arbitrary_bytes_never_raise(value, key):
+    rec = parse(value, key=key)
+    assert isinstance(rec, (ChangeEvent, DeadLetter, Tombstone))
+    if isinstance(rec, DeadLetter):
+        assert rec.reason and json.loads(rec.to_json())["reason"] == rec.reason
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(["c", "r", "u", "d", "t", "m", "x"]), st.dictionaries(
+    st.sampled_from(["id", "customer_id", "product_id", "kind", "created_at", "amount", "quantity"]),
+    json_values, max_size=7), st.sampled_from(["interactions", "orders", "products", "customers"]))
+def test_arbitrary_envelopes_are_parsed_or_dead_lettered(op, row, table):
+    env = {"op": op, "before": row, "after": row, "source": {"table": table, "lsn": 1, "ts_ms": 1}}
+    rec = parse(json.dumps(env).encode())
+    assert isinstance(rec, (ChangeEvent, DeadLetter))
+    if isinstance(rec, ChangeEvent) and table == "orders":
+        assert math.isfinite(rec.row["amount"])
