@@ -138,7 +138,8 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             if pid is not None and product is None and value.table != "customers":
                 self.unknown_products.inc()
             state = self.state.value() or CustomerState()
-            outcome = self.logic.on_event(state, value, product)
+            outcome = self.logic.on_event(
+                state, value, product, watermark_ms=ctx.timer_service().current_watermark())
         except Exception as exc:  # one bad event must not stop the job: dead-letter it
             self.dead.inc()
             dl = DeadLetter(f"scoring failed: {type(exc).__name__}: {exc}"[:500], value.table, -1, -1,

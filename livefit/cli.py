@@ -90,11 +90,12 @@ def job_command(cfg: Config) -> list[str]:
             "--model-dir", str(Path(cfg.job.model_dir).resolve())]
 
 
-def start_job(cfg: Config, log_file: Path) -> subprocess.Popen[bytes]:
+def start_job(cfg: Config, log_file: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """The job in the background (its own process group, so it can be stopped with its workers)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
         return subprocess.Popen(job_command(cfg), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True, env=env)
 
 
 def cmd_job(cfg: Config, args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from udfs.online import OnlineResidual, sigmoid
 from udfs.scoring import OfflineModel
 
 MAX_PENDING = 500  # per customer; beyond it the oldest pending label expires unlearned (counted)
-MAX_RECENT_ORDERS = 50
+MAX_RECENT_ORDERS = 500  # per customer; a safety bound, normally the watermark prunes them
 
 
 @dataclass(slots=True)
@@ -38,8 +38,10 @@ class CustomerState:
     profile: CustomerProfile = field(default_factory=CustomerProfile)
     online: OnlineResidual = field(default_factory=lambda: OnlineResidual.zeros(N_FEATURES))
     pending: list[PendingLabel] = field(default_factory=list)
-    # Orders seen recently, so that an interaction arriving after its own order (topics are read
-    # independently) still resolves as a positive.
+    # Orders not yet passed by the watermark, so that an interaction arriving after its own order
+    # (the CDC topics are read independently; in a snapshot all orders may come first) still
+    # resolves as a positive. Once the watermark passes an order's time, every interaction that
+    # could match it has arrived, so it can go.
     recent_orders: list[tuple[int, int]] = field(default_factory=list)
     segment: str | None = None
     positives: int = 0
@@ -74,8 +76,10 @@ class CustomerLogic:
 
     def on_event(
         self, state: CustomerState, ev: ChangeEvent, product: Product | None,
-        now_ms: int | None = None,
+        now_ms: int | None = None, watermark_ms: int | None = None,
     ) -> Outcome:
+        if watermark_ms is not None and state.recent_orders:
+            state.recent_orders = [(q, t) for q, t in state.recent_orders if t >= watermark_ms]
         if ev.table == "interactions":
             return self.on_interaction(state, ev, product, now_ms)
         if ev.table == "orders":
@@ -153,9 +157,9 @@ class CustomerLogic:
                 self._learn(state, p, 1)
             out.learned += len(hits)
         state.recent_orders.append((pid, ts))
-        newest = max(t for _, t in state.recent_orders)
-        state.recent_orders = [(q, t) for q, t in state.recent_orders if t >= newest - 2 * horizon]
-        del state.recent_orders[:-MAX_RECENT_ORDERS]
+        if len(state.recent_orders) > MAX_RECENT_ORDERS:
+            state.recent_orders.sort(key=lambda o: o[1])
+            del state.recent_orders[:-MAX_RECENT_ORDERS]
         return out
 
     def on_customer(self, state: CustomerState, ev: ChangeEvent) -> Outcome:

@@ -39,17 +39,34 @@ def _chown_tree(path: Path) -> None:
             os.chown(os.path.join(root, name), NOBODY, NOBODY, follow_symlinks=False)
 
 
+def _run(cmd: list[str], what: str) -> None:
+    proc = subprocess.run(_as_server_user(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
+
+
+def _check_reachable_by_server_user(path: Path) -> None:
+    if os.geteuid() != 0:
+        return
+    for parent in path.resolve().parents:
+        mode = parent.stat().st_mode
+        if parent.stat().st_uid != NOBODY and not mode & 0o001:
+            raise RuntimeError(
+                f"PostgreSQL runs as 'nobody' when livefit runs as root, and 'nobody' cannot enter "
+                f"{parent} (mode {oct(mode & 0o777)}); choose a stack.run_dir whose parent "
+                f"directories are world-executable (e.g. inside the repository)")
+
+
 def init_cluster(data_dir: Path, port: int) -> None:
     """Create the cluster once (idempotent) and (re)write the settings that depend on ``port``."""
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    _check_reachable_by_server_user(data_dir.parent)
     if not (data_dir / "PG_VERSION").exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         _chown_tree(data_dir.parent)
-        subprocess.run(
-            _as_server_user([str(PG_BIN / "initdb"), "-D", str(data_dir), "-U", "postgres",
-                             "--auth=trust", "-E", "UTF8", "--no-instructions"]),
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
+        _run([str(PG_BIN / "initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust",
+              "-E", "UTF8", "--no-instructions"], "initdb")
     conf = data_dir / "postgresql.auto.conf"
     conf.write_text(
         "\n".join([
@@ -73,11 +90,8 @@ def start(data_dir: Path, port: int, log_file: Path) -> int:
     log_file.touch()
     if os.geteuid() == 0:
         os.chown(log_file, NOBODY, NOBODY)
-    subprocess.run(
-        _as_server_user([str(PG_BIN / "pg_ctl"), "-D", str(data_dir), "-l", str(log_file),
-                         "-w", "-t", "60", "start"]),
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
+    _run([str(PG_BIN / "pg_ctl"), "-D", str(data_dir), "-l", str(log_file), "-w", "-t", "60",
+          "start"], f"starting PostgreSQL (log: {log_file})")
     wait_for_port(port, 30, "PostgreSQL", log_file)
     return int((data_dir / "postmaster.pid").read_text().splitlines()[0])
 

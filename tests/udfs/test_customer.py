@@ -99,3 +99,21 @@ def test_state_survives_pickling_mid_stream(logic):
     logic.on_order(s, order(9, 2_000), SHOE)
     logic.on_order(s2, order(9, 2_000), SHOE)
     assert s2.online.w.tolist() == s.online.w.tolist() and s2.positives == 1
+
+
+def test_snapshot_order_all_orders_first_still_resolves_every_positive(logic):
+    """A snapshot may deliver all of a customer's orders before any of their interactions."""
+    s = CustomerState()
+    for i, t in enumerate((10_000, 5_000_000, 9_000_000)):
+        logic.on_event(s, order(90 + i, t), SHOE, watermark_ms=0)
+    for i, t in enumerate((1_000, 4_990_000, 8_995_000)):
+        out = logic.on_event(s, interaction(i + 1, t), SHOE, watermark_ms=0)
+        assert out.learned == 1
+    assert s.positives == 3 and not s.pending
+
+
+def test_orders_are_forgotten_once_the_watermark_passes_them(logic):
+    s = CustomerState()
+    logic.on_event(s, order(9, 10_000), SHOE, watermark_ms=0)
+    logic.on_event(s, interaction(1, 20_000, product_id=2), BAG, watermark_ms=10_001)
+    assert s.recent_orders == []

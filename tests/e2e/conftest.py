@@ -1,0 +1,138 @@
+"""The real embedded stack for end-to-end tests: PostgreSQL, Debezium, Tansu and the Flink job.
+
+Everything started here is stopped by PID in ``finally``, whatever happens in the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from livefit.config import Config, load_config
+
+E2E_CONFIG = """
+[stack]
+run_dir = "{run_dir}"
+[data]
+customers = 60
+products = 30
+history_days = 20
+sessions_per_customer = 5
+[job]
+model_dir = "{run_dir}/models"
+label_horizon_s = 20
+checkpoint_interval_ms = 2000
+"""
+
+
+def write_config(run_dir: Path) -> Path:
+    path = run_dir / "livefit.toml"
+    path.write_text(E2E_CONFIG.format(run_dir=run_dir))
+    return path
+
+
+@dataclass
+class TopicCollector:
+    """Reads the score and dead-letter topics from offset 0 and keeps every record."""
+
+    cfg: Config
+    scores: list[dict[str, Any]] = field(default_factory=list)
+    dead: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        from livefit.kafka_io import client_conf
+
+        self.consumer = Consumer(client_conf(self.cfg.kafka, **{
+            "group.id": f"e2e-{time.time_ns()}", "enable.auto.commit": False}))
+        self.consumer.assign([TopicPartition(self.cfg.kafka.scores_topic, 0, 0),
+                              TopicPartition(self.cfg.kafka.deadletter_topic, 0, 0)])
+
+    def poll(self) -> None:
+        for msg in self.consumer.consume(num_messages=10_000, timeout=0.5):
+            if msg.error():
+                continue
+            rec = json.loads(msg.value())
+            (self.scores if msg.topic() == self.cfg.kafka.scores_topic else self.dead).append(rec)
+
+    def wait_for(self, what: str, cond: Callable[[], bool], timeout_s: float,
+                 job: Any = None, log: Path | None = None) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not cond():
+            if job is not None and job.poll() is not None:
+                tail = log.read_text()[-3000:] if log else ""
+                raise AssertionError(f"the Flink job exited ({job.returncode}) while waiting for {what}\n{tail}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+            self.poll()
+
+    def close(self) -> None:
+        self.consumer.close()
+
+    def by_interaction(self) -> dict[int, dict[str, Any]]:
+        return {r["interaction_id"]: r for r in self.scores}
+
+
+@dataclass
+class RunningPipeline:
+    cfg: Config
+    config_path: Path
+    job: Any
+    job_log: Path
+    seeded_interactions: set[int]
+    collector: TopicCollector
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def run_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A fresh run directory under the repo's .livefit/ (PostgreSQL, as nobody, must reach it)."""
+    import shutil
+
+    path = REPO / ".livefit" / f"test-{request.module.__name__.rsplit('.', 1)[-1]}-{os.getpid()}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pipeline(run_dir: Path) -> Iterator[RunningPipeline]:
+    import psycopg
+
+    from livefit import datagen
+    from livefit.cli import start_job
+    from livefit.stack import manager
+    from livefit.stack.procs import stop_pid
+    from models.train import train
+
+    config_path = write_config(run_dir)
+    cfg = load_config(config_path, env={})
+    job = None
+    collector = None
+    try:
+        manager.up(cfg, seed=lambda r: datagen.seed(r.postgres.dsn, r.data))
+        resolved = cfg.resolved()
+        train(resolved.postgres.dsn, resolved.job.model_dir, resolved.job.model_name,
+              int(resolved.job.label_horizon_s * 1000), resolved.job.history_len)
+        with psycopg.connect(resolved.postgres.dsn) as conn:
+            seeded = {r[0] for r in conn.execute("SELECT id FROM interactions")}
+        log = run_dir / "logs" / "job.log"
+        job = start_job(resolved, log, env={**os.environ, "LIVEFIT_CONFIG": str(config_path)})
+        collector = TopicCollector(resolved)
+        yield RunningPipeline(resolved, config_path, job, log, seeded, collector)
+    finally:
+        if collector is not None:
+            collector.close()
+        if job is not None:
+            stop_pid(job.pid, timeout_s=20)
+        manager.down(cfg)

@@ -1,0 +1,130 @@
+"""End to end on the real stack: PostgreSQL -> Debezium -> Tansu -> Flink -> livefit.scores."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import psycopg
+import pytest
+
+from livefit.kafka_io import producer
+
+pytestmark = pytest.mark.e2e
+
+GARBAGE = [
+    b"{not json",
+    b"\xff\xfe\x00\x01 binary",
+    b"[1, 2, 3]",
+    b'{"after": {"id": 1}}',
+    json.dumps({"op": "t", "before": None, "after": None,
+                "source": {"table": "interactions", "lsn": 1, "ts_ms": 1}}).encode(),
+]
+
+
+def insert_interactions(conn: psycopg.Connection, rows: list[tuple[int, int, str]]) -> list[int]:
+    ids = []
+    for cid, pid, kind in rows:
+        ids.append(conn.execute("INSERT INTO interactions (customer_id, product_id, kind) "
+                                "VALUES (%s, %s, %s) RETURNING id", (cid, pid, kind)).fetchone()[0])
+    return ids
+
+
+def test_every_interaction_is_scored_once_and_the_job_survives_bad_input(pipeline, score_validator):
+    p, col = pipeline, pipeline.collector
+    horizon_ms = int(p.cfg.job.label_horizon_s * 1000)
+
+    # 1. History arrives as Debezium's snapshot (op r) and warms the state up.
+    col.wait_for("the history snapshot to be scored",
+                 lambda: {r["interaction_id"] for r in col.scores} >= p.seeded_interactions,
+                 timeout_s=240, job=p.job, log=p.job_log)
+    assert all(r["snapshot"] for r in col.scores)
+    print(f"\n[e2e] snapshot: {len(p.seeded_interactions)} history interactions scored")
+
+    with psycopg.connect(p.cfg.postgres.dsn, autocommit=True) as conn:
+        buyers = [r[0] for r in conn.execute(
+            "SELECT DISTINCT i.customer_id FROM interactions i JOIN orders o ON o.customer_id = i.customer_id "
+            "AND o.product_id = i.product_id AND o.created_at >= i.created_at "
+            "AND o.created_at <= i.created_at + make_interval(secs => %s) ORDER BY 1 LIMIT 5",
+            (horizon_ms / 1000,))]
+        assert buyers, "the seeded history should contain purchases"
+        time.sleep(3)  # let the snapshot's orders (another topic) be processed too
+        live = insert_interactions(conn, [(c, 1, "view") for c in buyers])
+
+        # 2. Updates and deletes of every table, through the real CDC path.
+        conn.execute("INSERT INTO customers (id, name, segment, region) VALUES (100001, 'new', 'regular', 'north')")
+        conn.execute("INSERT INTO products (id, name, category, color, price) VALUES (1000, 'p', 'shoes', 'red', 99)")
+        conn.execute("UPDATE products SET price = price * 2, updated_at = now() WHERE id = 2")
+        conn.execute("DELETE FROM products WHERE id = 3")
+        time.sleep(2)  # product changes travel on their own topic
+        new_product, gone_product = insert_interactions(conn, [(buyers[0], 1000, "view"), (buyers[0], 3, "view")])
+        first_new = insert_interactions(conn, [(100001, 1, "add_to_cart")])
+        conn.execute("INSERT INTO orders (customer_id, product_id, quantity, amount) VALUES (100001, 1, 1, 50)")
+        updated, deleted = insert_interactions(conn, [(buyers[0], 4, "view"), (buyers[0], 5, "view")])
+        conn.execute("UPDATE interactions SET kind = 'click' WHERE id = %s", (updated,))
+        conn.execute("DELETE FROM interactions WHERE id = %s", (deleted,))
+        conn.execute("UPDATE orders SET status = 'shipped' WHERE id = (SELECT min(id) FROM orders)")
+        conn.execute("DELETE FROM customers WHERE id = %s", (buyers[-1],))
+        # A row the database accepts but livefit must not learn from.
+        conn.execute("INSERT INTO orders (customer_id, product_id, quantity, amount) VALUES (%s, 1, 1, -5)",
+                     (buyers[0],))
+
+        # 3. Garbage written straight to a CDC topic, then more live traffic behind it.
+        prod = producer(p.cfg.kafka)
+        for raw in GARBAGE:
+            prod.produce(p.cfg.kafka.cdc_topic("interactions"), key=b"garbage", value=raw)
+        assert prod.flush(10) == 0
+        del prod
+        after_garbage = insert_interactions(conn, [(c, 6, "click") for c in buyers] * 4)
+
+        # 4. The new customer's order resolves their interaction as a positive: later scores show it.
+        followups: list[int] = []
+        deadline = time.monotonic() + 90
+        while True:
+            col.poll()
+            scored = col.by_interaction()
+            if any(scored.get(i, {}).get("online_updates", 0) >= 1 for i in followups):
+                break
+            assert time.monotonic() < deadline, "the new customer's online model never updated"
+            followups += insert_interactions(conn, [(100001, 2, "view")])
+            time.sleep(2)
+
+    expected = p.seeded_interactions | {*live, new_product, gone_product, *first_new, updated, deleted,
+                                        *after_garbage, *followups}
+    col.wait_for("every live interaction to be scored",
+                 lambda: {r["interaction_id"] for r in col.scores} >= expected,
+                 timeout_s=120, job=p.job, log=p.job_log)
+    col.wait_for("the dead letters", lambda: len(col.dead) >= len(GARBAGE) + 1, timeout_s=60)
+    time.sleep(3)
+    col.poll()
+
+    # Exactly one score per interaction, after de-duplication by event_id.
+    unique = {r["event_id"]: r for r in col.scores}
+    by_interaction = {r["interaction_id"]: r for r in unique.values()}
+    assert set(by_interaction) == expected
+    assert len(unique) == len(expected), "an interaction was scored under two event ids"
+    for r in unique.values():
+        score_validator.validate(r)
+    print(f"[e2e] {len(col.scores)} score records, {len(unique)} unique, "
+          f"{len(col.scores) - len(unique)} duplicate deliveries, {len(expected)} interactions")
+
+    # Customers with purchases learn online.
+    for iid in live[:-1] + [iid for iid in after_garbage if by_interaction[iid]["customer_id"] != buyers[-1]]:
+        assert by_interaction[iid]["online_updates"] > 0, by_interaction[iid]
+    assert max(by_interaction[i]["online_updates"] for i in followups) >= 1
+
+    # Product changes arrive through CDC into the state every scoring task reads.
+    assert by_interaction[new_product]["product_known"] is True
+    assert by_interaction[gone_product]["product_known"] is False
+
+    # Garbage and the invalid order are dead-lettered with reasons and their original bytes.
+    reasons = [d["reason"] for d in col.dead]
+    assert len(col.dead) == len(GARBAGE) + 1, reasons
+    assert any("not valid JSON" in r for r in reasons) and any("not UTF-8" in r for r in reasons)
+    assert any("truncate" in r for r in reasons) and any("amount" in r for r in reasons)
+    binary = next(d for d in col.dead if "not UTF-8" in d["reason"])
+    assert bytes.fromhex(binary["value"]["hex"]) == GARBAGE[1]
+    print(f"[e2e] dead letters: {len(col.dead)} ({'; '.join(sorted(set(reasons)))})")
+
+    # ... and the job kept running through all of it.
+    assert p.job.poll() is None

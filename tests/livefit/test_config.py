@@ -1,0 +1,40 @@
+"""Configuration: defaults < file < environment, secrets from ${VAR}, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from livefit.config import ConfigError, load_config
+
+
+def test_precedence_file_then_environment(tmp_path):
+    f = tmp_path / "livefit.toml"
+    f.write_text('[kafka]\nbootstrap_servers = "kafka:9092"\npartitions = 3\n'
+                 '[kafka.properties]\n"security.protocol" = "SASL_SSL"\n"sasl.password" = "${KAFKA_PW}"\n'
+                 '[job]\nlabel_horizon_s = 60\n')
+    cfg = load_config(f, env={"KAFKA_PW": "s3cret", "LIVEFIT_JOB__LABEL_HORIZON_S": "30",
+                              "LIVEFIT_CDC__EMBEDDED_DEBEZIUM": "false"})
+    assert cfg.kafka.bootstrap_servers == "kafka:9092" and cfg.kafka.partitions == 3
+    assert cfg.kafka.properties == {"security.protocol": "SASL_SSL", "sasl.password": "s3cret"}
+    assert cfg.job.label_horizon_s == 30.0 and cfg.cdc.embedded_debezium is False
+
+
+def test_unknown_keys_and_bad_values_are_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key job.horizon"):
+        load_config(None, env={"LIVEFIT_JOB__HORIZON": "1"})
+    with pytest.raises(ConfigError, match="expected int"):
+        load_config(None, env={"LIVEFIT_JOB__PARALLELISM": "two"})
+    f = tmp_path / "c.toml"
+    f.write_text('[kafka.properties]\n"sasl.password" = "${MISSING}"\n')
+    with pytest.raises(ConfigError, match="MISSING"):
+        load_config(f, env={})
+
+
+def test_endpoints_resolve_from_the_embedded_stack(tmp_path):
+    cfg = load_config(None, env={"LIVEFIT_STACK__RUN_DIR": str(tmp_path)})
+    with pytest.raises(ConfigError, match="livefit stack up"):
+        cfg.resolved()
+    (tmp_path / "stack.json").write_text('{"bootstrap_servers": "127.0.0.1:1", "postgres_dsn": "postgresql://x"}')
+    r = cfg.resolved()
+    assert (r.kafka.bootstrap_servers, r.postgres.dsn) == ("127.0.0.1:1", "postgresql://x")
+    assert cfg.kafka.bootstrap_servers == ""  # resolving does not mutate the original
