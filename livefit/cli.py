@@ -223,13 +223,28 @@ def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
                 raise RuntimeError(f"the Flink job exited with code {job.returncode}; see {log_file}")
             if time.monotonic() - t0 > 180:
                 raise RuntimeError(f"no scores after 180 s; see {log_file}")
-        _say(f"[demo] first score after {time.monotonic() - t0:.0f}s; replaying history, then live "
-             f"traffic at {args.rate:g} interactions/s")
+        import psycopg
+
+        with psycopg.connect(cfg.postgres.dsn) as conn:
+            history = conn.execute("SELECT count(*) FROM interactions").fetchone()[0]
+        _say(f"[demo] first score after {time.monotonic() - t0:.0f}s; replaying {history} history "
+             "interactions from the Debezium snapshot to warm the state up")
+        last_say = time.monotonic()
+        while len(watcher.event_ids) < history:
+            watcher.poll()
+            if job.poll() is not None:
+                raise RuntimeError(f"the Flink job exited with code {job.returncode}; see {log_file}")
+            if time.monotonic() - last_say >= 2:
+                last_say = time.monotonic()
+                _say(f"[warm-up] {len(watcher.event_ids)}/{history} history interactions scored, "
+                     f"{len(watcher.updated_customers)} customers learning online")
+        _say(f"[demo] state warmed up in {time.monotonic() - t0:.0f}s; live traffic at "
+             f"{args.rate:g} interactions/s")
         counts: dict[str, int] = {}
 
         def drive() -> None:
-            counts.update(datagen.traffic(cfg.postgres.dsn, cfg.data, args.rate, args.events,
-                                          should_stop=stop.is_set))
+            datagen.traffic(cfg.postgres.dsn, cfg.data, args.rate, args.events,
+                            should_stop=stop.is_set, on_tick=counts.update)
 
         traffic_thread = threading.Thread(target=drive, name="traffic", daemon=True)
         traffic_thread.start()
@@ -253,6 +268,7 @@ def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
             if args.events is not None and len(watcher.live_ids) >= args.events:
                 break
         stop.set()
+        traffic_thread.join(timeout=10)
         _say("")
         _say(f"[demo] summary: {len(watcher.event_ids)} interactions scored "
              f"({len(watcher.live_ids)} live, {len(watcher.event_ids) - len(watcher.live_ids)} from "

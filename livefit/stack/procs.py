@@ -44,8 +44,25 @@ def pid_alive(pid: int | None) -> bool:
         return False
 
 
+def _group_alive(pgid: int) -> bool:
+    """Any live (non-zombie) process left in the process group ``pgid``."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
 def stop_pid(pid: int | None, timeout_s: float = 15.0) -> bool:
-    """SIGTERM the process group we started, then SIGKILL after ``timeout_s``. True if it was running."""
+    """SIGTERM the process group we started (it was started with start_new_session, so its group
+    id is its PID), wait until every member is gone, SIGKILL after ``timeout_s``.
+    True if it was running."""
     if not pid_alive(pid):
         return False
     assert pid is not None
@@ -55,10 +72,9 @@ def stop_pid(pid: int | None, timeout_s: float = 15.0) -> bool:
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            _reap(pid)
-            return True
         _reap(pid)
+        if not pid_alive(pid) and not _group_alive(pid):
+            return True
         time.sleep(0.1)
     try:
         os.killpg(pid, signal.SIGKILL)
