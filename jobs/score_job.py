@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from pyflink.common import Configuration, Duration, Row, Types, WatermarkStrategy
+from pyflink.common import Configuration, Row, Types, WatermarkStrategy
 from pyflink.datastream import (
     CheckpointingMode,
     KeyedBroadcastProcessFunction,
@@ -204,13 +204,22 @@ def kafka_sink(cfg: Config) -> KafkaSink:
     return builder.build()
 
 
+def event_time_watermarks(cfg: Config) -> WatermarkStrategy:
+    """Per-split watermarks on the change's own time (see ChangeEventTimeAssigner.java): a Python
+    assigner would run after the source and lose the per-topic view, letting one topic's progress
+    fire another's timers early."""
+    jvm = get_gateway().jvm
+    j_strategy = (jvm.org.apache.flink.api.common.eventtime.WatermarkStrategy
+                  .forBoundedOutOfOrderness(jvm.java.time.Duration.ofMillis(cfg.job.max_out_of_orderness_ms))
+                  .withTimestampAssigner(jvm.livefit.flink.ChangeEventTimeAssigner())
+                  .withIdleness(jvm.java.time.Duration.ofMillis(cfg.job.source_idleness_ms)))
+    return WatermarkStrategy(j_strategy)
+
+
 def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     """Add the livefit pipeline to ``env``."""
     j, k = cfg.job, cfg.kafka
-    watermarks = (WatermarkStrategy
-                  .for_bounded_out_of_orderness(Duration.of_millis(j.max_out_of_orderness_ms))
-                  .with_idleness(Duration.of_millis(j.source_idleness_ms)))
-    raw = env.from_source(kafka_source(cfg), watermarks, "cdc-source", RAW_RECORD).uid("cdc-source")
+    raw = env.from_source(kafka_source(cfg), event_time_watermarks(cfg), "cdc-source", RAW_RECORD).uid("cdc-source")
     parsed = (raw.process(ParseChangeEvents(k.deadletter_topic), output_type=Types.PICKLED_BYTE_ARRAY())
               .name("parse-debezium").uid("parse-debezium"))
     products = parsed.get_side_output(PRODUCT_CHANGES).broadcast(PRODUCTS)

@@ -53,12 +53,13 @@ def test_every_interaction_is_scored_once_and_the_job_survives_bad_input(pipelin
 
         # 2. Updates and deletes of every table, through the real CDC path.
         conn.execute("INSERT INTO customers (id, name, segment, region) VALUES (100001, 'new', 'regular', 'north')")
+        conn.execute("INSERT INTO customers (id, name, segment, region) VALUES (100002, 'browser', 'budget', 'east')")
         conn.execute("INSERT INTO products (id, name, category, color, price) VALUES (1000, 'p', 'shoes', 'red', 99)")
         conn.execute("UPDATE products SET price = price * 2, updated_at = now() WHERE id = 2")
         conn.execute("DELETE FROM products WHERE id = 3")
         time.sleep(2)  # product changes travel on their own topic
         new_product, gone_product = insert_interactions(conn, [(buyers[0], 1000, "view"), (buyers[0], 3, "view")])
-        first_new = insert_interactions(conn, [(100001, 1, "add_to_cart")])
+        first_new = insert_interactions(conn, [(100001, 1, "add_to_cart"), (100002, 7, "view")])
         conn.execute("INSERT INTO orders (customer_id, product_id, quantity, amount) VALUES (100001, 1, 1, 50)")
         updated, deleted = insert_interactions(conn, [(buyers[0], 4, "view"), (buyers[0], 5, "view")])
         conn.execute("UPDATE interactions SET kind = 'click' WHERE id = %s", (updated,))
@@ -77,20 +78,25 @@ def test_every_interaction_is_scored_once_and_the_job_survives_bad_input(pipelin
         del prod
         after_garbage = insert_interactions(conn, [(c, 6, "click") for c in buyers] * 4)
 
-        # 4. The new customer's order resolves their interaction as a positive: later scores show it.
-        followups: list[int] = []
-        deadline = time.monotonic() + 90
+        # 4. Customer 100001's order resolves their interaction as a positive at once; customer
+        # 100002 never orders, so an event-time timer resolves a negative once the watermark
+        # passes the horizon. Both show in the online_updates of their later scores.
+        followups: dict[int, list[int]] = {100001: [], 100002: []}
+        deadline = time.monotonic() + 120
         while True:
             col.poll()
             scored = col.by_interaction()
-            if any(scored.get(i, {}).get("online_updates", 0) >= 1 for i in followups):
+            learned = {c: any(scored.get(i, {}).get("online_updates", 0) >= 1 for i in ids)
+                       for c, ids in followups.items()}
+            if all(learned.values()):
                 break
-            assert time.monotonic() < deadline, "the new customer's online model never updated"
-            followups += insert_interactions(conn, [(100001, 2, "view")])
+            assert time.monotonic() < deadline, f"online models never updated: {learned}"
+            for c in followups:
+                followups[c] += insert_interactions(conn, [(c, 2, "view")])
             time.sleep(2)
 
     expected = p.seeded_interactions | {*live, new_product, gone_product, *first_new, updated, deleted,
-                                        *after_garbage, *followups}
+                                        *after_garbage, *followups[100001], *followups[100002]}
     col.wait_for("every live interaction to be scored",
                  lambda: {r["interaction_id"] for r in col.scores} >= expected,
                  timeout_s=120, job=p.job, log=p.job_log)
@@ -111,7 +117,11 @@ def test_every_interaction_is_scored_once_and_the_job_survives_bad_input(pipelin
     # Customers with purchases learn online.
     for iid in live[:-1] + [iid for iid in after_garbage if by_interaction[iid]["customer_id"] != buyers[-1]]:
         assert by_interaction[iid]["online_updates"] > 0, by_interaction[iid]
-    assert max(by_interaction[i]["online_updates"] for i in followups) >= 1
+    negative_wait_s = (by_interaction[followups[100002][-1]]["event_ts"]
+                       - by_interaction[first_new[1]]["event_ts"]) / 1000
+    assert negative_wait_s >= p.cfg.job.label_horizon_s, "a negative must wait for the horizon"
+    print(f"[e2e] negative label resolved by an event-time timer after {negative_wait_s:.0f}s "
+          f"(horizon {p.cfg.job.label_horizon_s:.0f}s)")
 
     # Product changes arrive through CDC into the state every scoring task reads.
     assert by_interaction[new_product]["product_known"] is True
