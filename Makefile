@@ -26,8 +26,11 @@ $(JARS): $(STAMP) $(wildcard jobs/java/livefit/flink/*.java)
 demo: setup
 	$(BIN)/livefit demo $(if $(EVENTS),--events $(EVENTS)) $(if $(RATE),--rate $(RATE))
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest tests
+
+lint: setup
+	$(BIN)/ruff check livefit udfs models jobs tests
 
 test-unit: setup
 	$(BIN)/python -m pytest tests -m "not e2e"

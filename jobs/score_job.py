@@ -20,8 +20,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from pyflink.common import Configuration, Row, Types, WatermarkStrategy
 from pyflink.datastream import (

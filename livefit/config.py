@@ -22,9 +22,10 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 CDC_TABLES = ("customers", "products", "interactions", "orders")
 
@@ -121,7 +122,7 @@ class Config:
     def stack_file(self) -> Path:
         return self.run_dir / "stack.json"
 
-    def resolved(self) -> "Config":
+    def resolved(self) -> Config:
         """Fill empty endpoints from the embedded stack's stack.json; raise if neither is set."""
         cfg = dataclasses.replace(
             self,
@@ -146,7 +147,7 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Config":
+    def from_dict(cls, data: Mapping[str, Any]) -> Config:
         cfg = cls()
         _merge(cfg, data, source="dict")
         return cfg

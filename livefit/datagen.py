@@ -13,9 +13,10 @@ from __future__ import annotations
 import heapq
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +81,7 @@ def build_world(cfg: DataConfig, end: datetime) -> World:
     world = World(products, [], np.zeros((0, 8)), np.zeros((0, 8)), np.zeros((0, 8)),
                   np.zeros(0), np.zeros(0), np.zeros(0), start, end)
     span = (end - start).total_seconds()
-    for i in range(cfg.customers):
+    for _ in range(cfg.customers):
         if rng.random() < cfg.new_customers_share:
             created = end - timedelta(seconds=float(rng.uniform(0, 7 * 86400)))
         else:
@@ -158,7 +159,7 @@ def _copy(conn: Any, table: str, columns: list[str], rows: list[tuple]) -> None:
 
 
 def anchor_now() -> datetime:
-    return datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    return datetime.now(UTC).replace(second=0, microsecond=0)
 
 
 def seed(dsn: str, cfg: DataConfig, end: datetime | None = None,
@@ -203,7 +204,7 @@ def traffic(
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         anchor = conn.execute("SELECT coalesce(max(created_at), now()) FROM interactions").fetchone()[0]
-        world = build_world(cfg, anchor.astimezone(timezone.utc).replace(second=0, microsecond=0))
+        world = build_world(cfg, anchor.astimezone(UTC).replace(second=0, microsecond=0))
         n_db = conn.execute("SELECT coalesce(max(id), 0) FROM customers").fetchone()[0]
         rng = np.random.default_rng(cfg.seed + seed_offset + int(n_db))
         while len(world.customers) < n_db:  # customers added by earlier traffic runs
@@ -229,7 +230,7 @@ def traffic(
             while owed >= 1.0 and (max_interactions is None or counts["interactions"] + len(batch_i) < max_interactions):
                 owed -= 1.0
                 if rng.random() < 0.02:
-                    c = world.add_customer(rng, datetime.now(timezone.utc))
+                    c = world.add_customer(rng, datetime.now(UTC))
                     cust = world.customers[c]
                     conn.execute("INSERT INTO customers (id, name, segment, region) VALUES (%s, %s, %s, %s)",
                                  (cust["id"], cust["name"], cust["segment"], cust["region"]))

@@ -17,9 +17,10 @@ import hashlib
 import json
 import os
 import re
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import joblib
 import sklearn
@@ -57,7 +58,7 @@ def save_model(
     manifest = {
         "name": name,
         "version": version,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "estimator": type(estimator).__name__,
         "sklearn_version": sklearn.__version__,
         "features": list(features),

@@ -7,8 +7,9 @@ keeps serving the version it loaded.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -87,8 +88,8 @@ def train(
     holdout = _metrics(y[cut:], fit(X[:cut], y[:cut]).predict_proba(X[cut:])[:, 1])
     model = fit(X, y)
     window = {
-        "from": datetime.fromtimestamp(min(e.ts_ms for e in events) / 1000, timezone.utc).isoformat(),
-        "to": datetime.fromtimestamp(end_ms / 1000, timezone.utc).isoformat(),
+        "from": datetime.fromtimestamp(min(e.ts_ms for e in events) / 1000, UTC).isoformat(),
+        "to": datetime.fromtimestamp(end_ms / 1000, UTC).isoformat(),
         "label_horizon_s": label_horizon_ms / 1000,
         "examples": len(examples),
     }

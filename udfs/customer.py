@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from udfs.envelope import ChangeEvent
-from udfs.features import COLD_START_INTERACTIONS, N_FEATURES, CustomerProfile, Product, interaction_features
+from udfs.features import (
+    COLD_START_INTERACTIONS,
+    N_FEATURES,
+    CustomerProfile,
+    Product,
+    interaction_features,
+)
 from udfs.online import OnlineResidual, sigmoid
 from udfs.scoring import OfflineModel
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 KNOWN_OPS = {"c": "create", "r": "snapshot read", "u": "update", "d": "delete",
              "t": "truncate", "m": "message"}

@@ -61,7 +61,7 @@ class Product:
         return max(0, min(7, int(math.log2(max(self.price, 1.0) / 10.0))))
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "Product":
+    def from_row(cls, row: dict[str, Any]) -> Product:
         return cls(int(row["id"]), str(row["category"]), str(row["color"]), float(row["price"]))
 
 

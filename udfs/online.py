@@ -17,8 +17,8 @@ it) and a step size that decays as ``lr / sqrt(1 + n/10)``. Plain numpy: sklearn
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -42,7 +42,7 @@ class OnlineResidual:
     n_updates: int = 0
 
     @classmethod
-    def zeros(cls, n_features: int) -> "OnlineResidual":
+    def zeros(cls, n_features: int) -> OnlineResidual:
         return cls(np.zeros(n_features, dtype=np.float64))
 
     def decision_one(self, x: Sequence[float] | np.ndarray, offline_logit: float) -> float:

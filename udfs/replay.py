@@ -7,8 +7,8 @@ offline model sees the features it will be served (no training/serving skew).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 from udfs.features import CustomerProfile, Product, interaction_features
 

@@ -8,8 +8,9 @@ falls back to ``predict_proba``. Tests check the two paths agree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ class OfflineModel:
         self._linear = _linear_parameters(estimator)
 
     @classmethod
-    def load(cls, model_dir: str | Path, name: str, version: int | None = None) -> "OfflineModel":
+    def load(cls, model_dir: str | Path, name: str, version: int | None = None) -> OfflineModel:
         estimator, manifest = load_model(model_dir, name, version, expected_features=FEATURE_NAMES)
         return cls(estimator, manifest)
 

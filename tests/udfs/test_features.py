@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from udfs.features import (
-    FEATURE_NAMES, HALF_LIFE_MS, N_FEATURES, CustomerProfile, Product, interaction_features,
+    FEATURE_NAMES,
+    HALF_LIFE_MS,
+    N_FEATURES,
+    CustomerProfile,
+    Product,
+    interaction_features,
 )
 
 RED_SHOES = Product(1, "shoes", "red", 80.0)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from tests.helpers import interaction, offline_model, order
 from udfs.customer import CustomerLogic, CustomerState, ScoringParams
 from udfs.features import FEATURE_NAMES, Product
 from udfs.replay import HistoryEvent, replay
-from tests.helpers import interaction, offline_model, order
 
 P = {1: Product(1, "shoes", "red", 80.0), 2: Product(2, "bags", "black", 120.0)}
 H = 60_000
