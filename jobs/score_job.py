@@ -45,7 +45,7 @@ from pyflink.java_gateway import get_gateway
 
 from livefit.config import Config, load_config
 from livefit.jars import job_jars
-from udfs.customer import CustomerLogic, CustomerState, ScoringParams
+from udfs.customer import CustomerLogic, CustomerState, Outcome, ScoringParams
 from udfs.envelope import ChangeEvent, DeadLetter, Tombstone, parse_record
 from udfs.features import Product
 from udfs.scoring import OfflineModel
@@ -103,12 +103,13 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
     """Per customer: features + warm-up history in keyed state, score, resolve labels, learn."""
 
     def __init__(self, model_dir: str, model_name: str, params: ScoringParams,
-                 scores_topic: str, deadletter_topic: str):
+                 scores_topic: str, deadletter_topic: str, labels_topic: str):
         self.model_dir = model_dir
         self.model_name = model_name
         self.params = params
         self.scores_topic = scores_topic
         self.deadletter_topic = deadletter_topic
+        self.labels_topic = labels_topic
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.state = runtime_context.get_state(
@@ -120,17 +121,22 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         self.updates = metrics.counter("sgd_updates")
         self.dead = metrics.counter("events_dead_lettered")
         self.unknown_products = metrics.counter("unknown_products")
+        self.duplicates = metrics.counter("duplicates_absorbed")
         self.last_latency_ms = 0
         metrics.gauge("model_version", lambda: self.logic.model.version)
         metrics.gauge("score_latency_ms", lambda: self.last_latency_ms)
         log.info("scoring with %s v%d", model.name, model.version)
 
-    def _emit(self, outcome_records: list[dict[str, Any]]) -> Iterable[Row]:
-        for record in outcome_records:
+    def _emit(self, outcome: Outcome) -> Iterable[Row]:
+        for record in outcome.records:
             self.scored.inc()
             self.last_latency_ms = record["scored_at"] - record["commit_ts"]
             yield Row(self.scores_topic, str(record["customer_id"]).encode(),
                       json.dumps(record, separators=(",", ":")).encode())
+        for label in outcome.labels:
+            yield Row(self.labels_topic, str(label["customer_id"]).encode(),
+                      json.dumps(label, separators=(",", ":")).encode())
+        self.updates.inc(outcome.learned)
 
     def process_element(self, value: ChangeEvent, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):
         try:
@@ -149,14 +155,16 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                                         "row": value.row}, default=str).encode())
             yield _dead_letter_row(self.deadletter_topic, dl)
             return
+        if outcome.duplicate:
+            self.duplicates.inc()
+            return
         if outcome.clear_state:
             self.state.clear()
         else:
             self.state.update(state)
-        self.updates.inc(outcome.learned)
         for ts in outcome.timers:
             ctx.timer_service().register_event_time_timer(ts)
-        yield from self._emit(outcome.records)
+        yield from self._emit(outcome)
 
     def process_broadcast_element(self, value: ChangeEvent, ctx: KeyedBroadcastProcessFunction.Context):
         products = ctx.get_broadcast_state(PRODUCTS)
@@ -172,8 +180,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         outcome = self.logic.on_timer(state, timestamp)
         if outcome.learned:
             self.state.update(state)
-            self.updates.inc(outcome.learned)
-        yield from ()
+        yield from self._emit(outcome)
 
 
 def kafka_source(cfg: Config) -> KafkaSource:
@@ -230,7 +237,8 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
               .key_by(lambda ev: ev.customer_id, key_type=Types.LONG())
               .connect(products)
               .process(ScoreAndLearn(str(Path(j.model_dir).resolve()), j.model_name, params,
-                                     k.scores_topic, k.deadletter_topic), output_type=KAFKA_OUT)
+                                     k.scores_topic, k.deadletter_topic, k.labels_topic),
+                      output_type=KAFKA_OUT)
               .name("score-and-learn").uid("score-and-learn"))
     (scores.union(parsed.get_side_output(DEAD_LETTERS))
      .sink_to(kafka_sink(cfg)).name("kafka-sink").uid("kafka-sink"))

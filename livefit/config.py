@@ -40,6 +40,7 @@ class KafkaConfig:
     schema: str = "public"
     scores_topic: str = "livefit.scores"
     deadletter_topic: str = "livefit.deadletter"
+    labels_topic: str = "livefit.labels"  # resolved examples (features + label), for retraining
     partitions: int = 1
     replication_factor: int = 1
     consumer_group: str = "livefit-job"
@@ -51,7 +52,7 @@ class KafkaConfig:
         return [self.cdc_topic(t) for t in CDC_TABLES]
 
     def all_topics(self) -> list[str]:
-        return [*self.cdc_topics(), self.scores_topic, self.deadletter_topic]
+        return [*self.cdc_topics(), self.scores_topic, self.deadletter_topic, self.labels_topic]
 
 
 @dataclass

@@ -28,11 +28,13 @@ from udfs.scoring import OfflineModel
 
 MAX_PENDING = 500  # per customer; beyond it the oldest pending label expires unlearned (counted)
 MAX_RECENT_ORDERS = 500  # per customer; a safety bound, normally the watermark prunes them
+MAX_SEEN_CHANGES = 1024  # per customer: how far back a re-sent change is recognised
 
 
 @dataclass(slots=True)
 class PendingLabel:
     interaction_id: int
+    customer_id: int
     product_id: int
     ts_ms: int
     x: list[float]  # the features the score was computed from
@@ -49,6 +51,10 @@ class CustomerState:
     # resolves as a positive. Once the watermark passes an order's time, every interaction that
     # could match it has arrived, so it can go.
     recent_orders: list[tuple[int, int]] = field(default_factory=list)
+    # Changes already applied, most recent last, for de-duplication (Debezium re-sends a batch
+    # after a crash; a lost offset file re-snapshots everything). Bounded: see change_key().
+    seen: dict[str, None] = field(default_factory=dict)
+    duplicates: int = 0
     segment: str | None = None
     positives: int = 0
     negatives: int = 0
@@ -71,6 +77,19 @@ class Outcome:
     timers: list[int] = field(default_factory=list)
     learned: int = 0
     clear_state: bool = False
+    duplicate: bool = False
+    labels: list[dict[str, Any]] = field(default_factory=list)  # resolved examples, for the labels topic
+
+
+def change_key(ev: ChangeEvent) -> str:
+    """What makes two change events the same change.
+
+    A row's creation (``c``, or ``r`` when a snapshot reads it) is identified by table and
+    primary key alone, so a re-snapshot of rows already seen live is recognised too; updates and
+    deletes also by their LSN.
+    """
+    pk = ev.row.get("id")
+    return f"{ev.table}:{pk}" if ev.op in ("c", "r") else ev.event_id
 
 
 class CustomerLogic:
@@ -84,6 +103,13 @@ class CustomerLogic:
         self, state: CustomerState, ev: ChangeEvent, product: Product | None,
         now_ms: int | None = None, watermark_ms: int | None = None,
     ) -> Outcome:
+        key = change_key(ev)
+        if key in state.seen:
+            state.duplicates += 1
+            return Outcome(duplicate=True)
+        state.seen[key] = None
+        if len(state.seen) > MAX_SEEN_CHANGES:
+            del state.seen[next(iter(state.seen))]
         if watermark_ms is not None and state.recent_orders:
             state.recent_orders = [(q, t) for q, t in state.recent_orders if t >= watermark_ms]
         if ev.table == "interactions":
@@ -134,12 +160,12 @@ class CustomerLogic:
             "cold_start": cold,
             "product_known": product is not None,
         })
-        pending = PendingLabel(int(row["id"]), int(row["product_id"]), ts, x, offline_logit)
+        pending = PendingLabel(int(row["id"]), int(ev.customer_id or 0), int(row["product_id"]), ts, x,
+                               offline_logit)
         horizon = self.params.label_horizon_ms
         if any(pid == pending.product_id and ts <= t_o <= ts + horizon
                for pid, t_o in state.recent_orders):
-            self._learn(state, pending, 1)  # its order arrived first; the score above came first
-            out.learned += 1
+            self._learn(state, pending, 1, out)  # its order arrived first; the score came first
         else:
             state.pending.append(pending)
             if len(state.pending) > MAX_PENDING:
@@ -160,8 +186,7 @@ class CustomerLogic:
         if hits:
             state.pending = [p for p in state.pending if not (p.product_id == pid and p.ts_ms <= ts <= p.ts_ms + horizon)]
             for p in sorted(hits, key=lambda p: p.ts_ms):
-                self._learn(state, p, 1)
-            out.learned += len(hits)
+                self._learn(state, p, 1, out)
         state.recent_orders.append((pid, ts))
         if len(state.recent_orders) > MAX_RECENT_ORDERS:
             state.recent_orders.sort(key=lambda o: o[1])
@@ -182,13 +207,28 @@ class CustomerLogic:
         if due:
             state.pending = [p for p in state.pending if p.ts_ms + horizon > timestamp_ms]
             for p in due:
-                self._learn(state, p, 0)
-            out.learned = len(due)
+                self._learn(state, p, 0, out)
         return out
 
-    def _learn(self, state: CustomerState, p: PendingLabel, y: int) -> None:
+    def _learn(self, state: CustomerState, p: PendingLabel, y: int, out: Outcome) -> None:
+        p_before = state.online.predict_proba_one(p.x, p.offline_logit)
         state.online.learn_one(p.x, p.offline_logit, y, self.params.learning_rate, self.params.l2)
         if y:
             state.positives += 1
         else:
             state.negatives += 1
+        out.learned += 1
+        out.labels.append({
+            "kind": "label",
+            "event_id": f"label:interactions:{p.interaction_id}",
+            "interaction_id": p.interaction_id,
+            "customer_id": p.customer_id,
+            "product_id": p.product_id,
+            "event_ts": p.ts_ms,
+            "label": y,
+            "offline_logit": round(p.offline_logit, 6),
+            "p_online_before": round(p_before, 6),  # what the online model said just before learning
+            "online_updates": state.online.n_updates,  # after this step
+            "features": [round(v, 6) for v in p.x],
+            "model": {"name": self.model.name, "version": self.model.version},
+        })

@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers import interaction, offline_model, order
 from udfs.customer import CustomerLogic, CustomerState, ScoringParams
-from udfs.features import Product
+from udfs.features import FEATURE_NAMES, Product
 
 HORIZON = 60_000
 SHOE = Product(1, "shoes", "red", 80.0)
@@ -117,3 +117,26 @@ def test_orders_are_forgotten_once_the_watermark_passes_them(logic):
     logic.on_event(s, order(9, 10_000), SHOE, watermark_ms=0)
     logic.on_event(s, interaction(1, 20_000, product_id=2), BAG, watermark_ms=10_001)
     assert s.recent_orders == []
+
+
+def test_resent_changes_are_applied_once(logic):
+    """Debezium re-sends a batch after a crash; a re-snapshot re-reads rows seen live."""
+    s = CustomerState()
+    first = logic.on_event(s, interaction(1, 1_000), SHOE)
+    assert len(first.records) == 1
+    assert logic.on_event(s, interaction(1, 1_000), SHOE).duplicate
+    assert logic.on_event(s, interaction(1, 1_000, op="r"), SHOE).duplicate  # re-snapshot
+    assert logic.on_event(s, order(9, 2_000), SHOE).learned == 1
+    again = logic.on_event(s, order(9, 2_000), SHOE)
+    assert again.duplicate and again.learned == 0
+    assert s.online.n_updates == 1 and s.profile.n_orders == 1 and s.duplicates == 3
+
+
+def test_every_learned_label_is_logged_with_its_features(logic):
+    s = CustomerState()
+    logic.on_event(s, interaction(1, 1_000), SHOE)
+    logic.on_event(s, interaction(2, 2_000, product_id=2), BAG)
+    pos = logic.on_event(s, order(9, 3_000), SHOE).labels
+    neg = logic.on_timer(s, 2_000 + HORIZON).labels
+    assert [(r["interaction_id"], r["label"], r["online_updates"]) for r in pos + neg] == [(1, 1, 1), (2, 0, 2)]
+    assert len(pos[0]["features"]) == len(FEATURE_NAMES) and pos[0]["customer_id"] == 7
