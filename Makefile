@@ -27,13 +27,13 @@ demo: setup
 	$(BIN)/livefit demo $(if $(EVENTS),--events $(EVENTS)) $(if $(RATE),--rate $(RATE))
 
 test: setup lint
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest
 
 lint: setup
 	$(BIN)/ruff check livefit udfs models jobs tests
 
 test-unit: setup
-	$(BIN)/python -m pytest tests -m "not e2e"
+	$(BIN)/python -m pytest -m "not e2e"
 
 test-e2e: setup
 	$(BIN)/python -m pytest tests -m e2e

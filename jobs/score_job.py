@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pyflink.common import Configuration, Row, Types, WatermarkStrategy
+from pyflink.common.time import Time
 from pyflink.datastream import (
     CheckpointingMode,
     KeyedBroadcastProcessFunction,
@@ -40,9 +41,10 @@ from pyflink.datastream.connectors.kafka import (
     KafkaSink,
     KafkaSource,
 )
-from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 from pyflink.java_gateway import get_gateway
 
+from livefit.checkpoints import latest_checkpoint
 from livefit.config import Config, load_config
 from livefit.jars import job_jars
 from udfs.customer import CustomerLogic, CustomerState, Outcome, ScoringParams
@@ -103,7 +105,8 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
     """Per customer: features + warm-up history in keyed state, score, resolve labels, learn."""
 
     def __init__(self, model_dir: str, model_name: str, params: ScoringParams,
-                 scores_topic: str, deadletter_topic: str, labels_topic: str):
+                 scores_topic: str, deadletter_topic: str, labels_topic: str, state_ttl_ms: int):
+        self.state_ttl_ms = state_ttl_ms
         self.model_dir = model_dir
         self.model_name = model_name
         self.params = params
@@ -112,8 +115,14 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         self.labels_topic = labels_topic
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self.state = runtime_context.get_state(
-            ValueStateDescriptor("customer", Types.PICKLED_BYTE_ARRAY()))
+        descriptor = ValueStateDescriptor("customer", Types.PICKLED_BYTE_ARRAY())
+        if self.state_ttl_ms > 0:
+            descriptor.enable_time_to_live(
+                StateTtlConfig.new_builder(Time.milliseconds(self.state_ttl_ms))
+                .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+                .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+                .build())
+        self.state = runtime_context.get_state(descriptor)
         model = OfflineModel.load(self.model_dir, self.model_name)
         self.logic = CustomerLogic(model, self.params)
         metrics = runtime_context.get_metrics_group()
@@ -237,14 +246,15 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
               .key_by(lambda ev: ev.customer_id, key_type=Types.LONG())
               .connect(products)
               .process(ScoreAndLearn(str(Path(j.model_dir).resolve()), j.model_name, params,
-                                     k.scores_topic, k.deadletter_topic, k.labels_topic),
+                                     k.scores_topic, k.deadletter_topic, k.labels_topic,
+                                     int(j.state_ttl_days * 86_400_000)),
                       output_type=KAFKA_OUT)
               .name("score-and-learn").uid("score-and-learn"))
     (scores.union(parsed.get_side_output(DEAD_LETTERS))
      .sink_to(kafka_sink(cfg)).name("kafka-sink").uid("kafka-sink"))
 
 
-def make_env(cfg: Config, checkpoint_dir: str | None) -> StreamExecutionEnvironment:
+def make_env(cfg: Config, checkpoint_dir: str | None, restore_from: str | None = None) -> StreamExecutionEnvironment:
     conf = Configuration()
     # Local execution starts Python workers itself: make them use this interpreter (the venv).
     conf.set_string("python.executable", sys.executable)
@@ -253,6 +263,11 @@ def make_env(cfg: Config, checkpoint_dir: str | None) -> StreamExecutionEnvironm
     if checkpoint_dir:
         conf.set_string("execution.checkpointing.storage", "filesystem")
         conf.set_string("execution.checkpointing.dir", Path(checkpoint_dir).resolve().as_uri())
+        # Keep the latest checkpoints after a cancel or crash, so a restart can resume from them.
+        conf.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
+        conf.set_string("execution.checkpointing.num-retained", "2")
+    if restore_from:
+        conf.set_string("execution.state-recovery.path", Path(restore_from).resolve().as_uri())
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.add_jars(*[p.as_uri() for p in job_jars()])
     env.set_parallelism(cfg.job.parallelism)
@@ -267,6 +282,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-dir", help="overrides job.model_dir")
     parser.add_argument("--parallelism", type=int, help="overrides job.parallelism")
     parser.add_argument("--checkpoint-dir", help="where checkpoints go (default: <run_dir>/checkpoints)")
+    parser.add_argument("--restore", metavar="latest|PATH",
+                        help="resume from a checkpoint or savepoint: 'latest' picks the newest "
+                             "completed checkpoint under the checkpoint dir")
     parser.add_argument("--job-name", default="livefit-score")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -284,7 +302,16 @@ def main(argv: list[str] | None = None) -> None:
              cfg.kafka.bootstrap_servers)
     # SIGTERM -> SystemExit, so PyFlink's exit hooks stop the local JVM and its Python workers.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    env = make_env(cfg, args.checkpoint_dir or str(cfg.run_dir / "checkpoints"))
+    checkpoint_dir = args.checkpoint_dir or str(cfg.run_dir / "checkpoints")
+    restore_from = args.restore
+    if restore_from == "latest":
+        found = latest_checkpoint(checkpoint_dir)
+        if found is None:
+            log.warning("no completed checkpoint under %s: starting without state", checkpoint_dir)
+        restore_from = str(found) if found else None
+    if restore_from:
+        log.info("restoring state and source offsets from %s", restore_from)
+    env = make_env(cfg, checkpoint_dir, restore_from)
     build(env, cfg)
     started = time.time()
     env.execute(args.job_name)

@@ -85,22 +85,24 @@ def cmd_traffic(cfg: Config, args: argparse.Namespace) -> int:
 
 # -- the job ----------------------------------------------------------------------------------
 
-def job_command(cfg: Config) -> list[str]:
+def job_command(cfg: Config, restore: str | None = None) -> list[str]:
     return [sys.executable, str(JOB_FILE), "--bootstrap-servers", cfg.kafka.bootstrap_servers,
-            "--model-dir", str(Path(cfg.job.model_dir).resolve())]
+            "--model-dir", str(Path(cfg.job.model_dir).resolve()),
+            *(["--restore", restore] if restore else [])]
 
 
-def start_job(cfg: Config, log_file: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def start_job(cfg: Config, log_file: Path, env: dict[str, str] | None = None,
+              restore: str | None = None) -> subprocess.Popen[bytes]:
     """The job in the background (its own process group, so it can be stopped with its workers)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
-        return subprocess.Popen(job_command(cfg), stdout=log, stderr=subprocess.STDOUT,
+        return subprocess.Popen(job_command(cfg, restore), stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True, env=env)
 
 
 def cmd_job(cfg: Config, args: argparse.Namespace) -> int:
     cfg = cfg.resolved()
-    return subprocess.call(job_command(cfg))
+    return subprocess.call(job_command(cfg, args.restore))
 
 
 def _ensure_model(cfg: Config) -> None:
@@ -305,7 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_stack)
     sub.add_parser("seed", help="write seeded history into an empty shop database").set_defaults(func=cmd_seed)
     sub.add_parser("train", help="train a new version of the offline model").set_defaults(func=cmd_train)
-    sub.add_parser("job", help="run the scoring job in the foreground (local execution)").set_defaults(func=cmd_job)
+    j = sub.add_parser("job", help="run the scoring job in the foreground (local execution)")
+    j.add_argument("--restore", metavar="latest|PATH",
+                   help="resume state and offsets from the newest checkpoint, or a given checkpoint/savepoint")
+    j.set_defaults(func=cmd_job)
     t = sub.add_parser("traffic", help="write live interactions and orders into PostgreSQL")
     t.add_argument("--rate", type=float, default=50.0, help="interactions per second")
     t.add_argument("--events", type=int, help="stop after this many interactions")

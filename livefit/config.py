@@ -94,6 +94,8 @@ class JobConfig:
     learning_rate: float = 0.05
     l2: float = 0.01
     start_from: str = "earliest"  # earliest | committed (resume the consumer group)
+    # Keyed state of a customer with no event for this long is dropped (Flink state TTL).
+    state_ttl_days: float = 90.0
 
 
 @dataclass

@@ -16,6 +16,7 @@ Debezium writes after a delete, for log compaction; the delete itself carries th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -28,6 +29,10 @@ KNOWN_OPS = {"c": "create", "r": "snapshot read", "u": "update", "d": "delete",
 SUPPORTED_OPS = ("c", "r", "u", "d")
 INTERACTION_KINDS = ("view", "click", "add_to_cart")
 MAX_AMOUNT = 1e9  # anything above is a data error, not a purchase
+# Original bytes kept inline in a dead letter; beyond this the record keeps a prefix, the full
+# size and sha256, and the source coordinates to fetch the original from the CDC topic (a Kafka
+# record near the broker's 1 MB limit would otherwise not fit into a dead letter and fail the sink).
+MAX_DEAD_LETTER_BYTES = 256 * 1024
 
 
 @dataclass(slots=True)
@@ -68,14 +73,23 @@ class DeadLetter:
     value: bytes | None
 
     def to_json(self) -> bytes:
-        """The dead-letter record: reason, coordinates and the original bytes (lossless)."""
+        """The dead-letter record: reason, coordinates and the original bytes.
+
+        Lossless up to MAX_DEAD_LETTER_BYTES; a larger value keeps a prefix plus its size and
+        sha256, and ``topic``/``partition``/``offset`` locate the original.
+        """
         def raw(b: bytes | None) -> dict[str, Any] | None:
             if b is None:
                 return None
+            out: dict[str, Any] = {}
+            if len(b) > MAX_DEAD_LETTER_BYTES:
+                out = {"truncated": True, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
+                b = b[:MAX_DEAD_LETTER_BYTES]
             try:
-                return {"utf8": b.decode("utf-8")}
+                out["utf8"] = b.decode("utf-8")
             except UnicodeDecodeError:
-                return {"hex": b.hex()}
+                out["hex"] = b.hex()
+            return out
 
         return json.dumps({
             "reason": self.reason, "topic": self.topic, "partition": self.partition,

@@ -45,6 +45,7 @@ class TopicCollector:
     cfg: Config
     scores: list[dict[str, Any]] = field(default_factory=list)
     dead: list[dict[str, Any]] = field(default_factory=list)
+    labels: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from confluent_kafka import Consumer, TopicPartition
@@ -53,15 +54,16 @@ class TopicCollector:
 
         self.consumer = Consumer(client_conf(self.cfg.kafka, **{
             "group.id": f"e2e-{time.time_ns()}", "enable.auto.commit": False}))
-        self.consumer.assign([TopicPartition(self.cfg.kafka.scores_topic, 0, 0),
-                              TopicPartition(self.cfg.kafka.deadletter_topic, 0, 0)])
+        k = self.cfg.kafka
+        self.lists = {k.scores_topic: self.scores, k.deadletter_topic: self.dead,
+                      k.labels_topic: self.labels}
+        self.consumer.assign([TopicPartition(t, 0, 0) for t in self.lists])
 
     def poll(self) -> None:
         for msg in self.consumer.consume(num_messages=10_000, timeout=0.5):
             if msg.error():
                 continue
-            rec = json.loads(msg.value())
-            (self.scores if msg.topic() == self.cfg.kafka.scores_topic else self.dead).append(rec)
+            self.lists[msg.topic()].append(json.loads(msg.value()))
 
     def wait_for(self, what: str, cond: Callable[[], bool], timeout_s: float,
                  job: Any = None, log: Path | None = None) -> None:
@@ -79,6 +81,20 @@ class TopicCollector:
 
     def by_interaction(self) -> dict[int, dict[str, Any]]:
         return {r["interaction_id"]: r for r in self.scores}
+
+
+@dataclass
+class Stack:
+    """The embedded stack with seeded history and a trained model; no job yet."""
+
+    cfg: Config
+    config_path: Path
+    run_dir: Path
+    seeded_interactions: set[int]
+
+    @property
+    def job_env(self) -> dict[str, str]:
+        return {**os.environ, "LIVEFIT_CONFIG": str(self.config_path)}
 
 
 @dataclass
@@ -107,19 +123,15 @@ def run_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def pipeline(run_dir: Path) -> Iterator[RunningPipeline]:
+def stack(run_dir: Path) -> Iterator[Stack]:
     import psycopg
 
     from livefit import datagen
-    from livefit.cli import start_job
     from livefit.stack import manager
-    from livefit.stack.procs import stop_pid
     from models.train import train
 
     config_path = write_config(run_dir)
     cfg = load_config(config_path, env={})
-    job = None
-    collector = None
     try:
         manager.up(cfg, seed=lambda r: datagen.seed(r.postgres.dsn, r.data))
         resolved = cfg.resolved()
@@ -127,13 +139,25 @@ def pipeline(run_dir: Path) -> Iterator[RunningPipeline]:
               int(resolved.job.label_horizon_s * 1000), resolved.job.history_len)
         with psycopg.connect(resolved.postgres.dsn) as conn:
             seeded = {r[0] for r in conn.execute("SELECT id FROM interactions")}
-        log = run_dir / "logs" / "job.log"
-        job = start_job(resolved, log, env={**os.environ, "LIVEFIT_CONFIG": str(config_path)})
-        collector = TopicCollector(resolved)
-        yield RunningPipeline(resolved, config_path, job, log, seeded, collector)
+        yield Stack(resolved, config_path, run_dir, seeded)
+    finally:
+        manager.down(cfg)
+
+
+@pytest.fixture(scope="module")
+def pipeline(stack: Stack) -> Iterator[RunningPipeline]:
+    from livefit.cli import start_job
+    from livefit.stack.procs import stop_pid
+
+    job = None
+    collector = None
+    try:
+        log = stack.run_dir / "logs" / "job.log"
+        job = start_job(stack.cfg, log, env=stack.job_env)
+        collector = TopicCollector(stack.cfg)
+        yield RunningPipeline(stack.cfg, stack.config_path, job, log, stack.seeded_interactions, collector)
     finally:
         if collector is not None:
             collector.close()
         if job is not None:
             stop_pid(job.pid, timeout_s=20)
-        manager.down(cfg)

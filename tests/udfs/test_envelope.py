@@ -114,7 +114,7 @@ def test_unknown_columns_are_ignored():
     assert isinstance(ev, ChangeEvent) and ev.event_ts_ms == ev.commit_ts_ms
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=2000, deadline=None)
 @given(st.one_of(st.none(), st.binary(max_size=300)), st.one_of(st.none(), st.binary(max_size=20)))
 def test_arbitrary_bytes_never_raise(value, key):
     rec = parse(value, key=key)
@@ -130,7 +130,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=2000, deadline=None)
 @given(st.sampled_from(["c", "r", "u", "d", "t", "m", "x"]), st.dictionaries(
     st.sampled_from(["id", "customer_id", "product_id", "kind", "created_at", "amount", "quantity"]),
     json_values, max_size=7), st.sampled_from(["interactions", "orders", "products", "customers"]))
@@ -140,3 +140,16 @@ def test_arbitrary_envelopes_are_parsed_or_dead_lettered(op, row, table):
     assert isinstance(rec, (ChangeEvent, DeadLetter))
     if isinstance(rec, ChangeEvent) and table == "orders":
         assert math.isfinite(rec.row["amount"])
+
+
+def test_huge_dead_letters_are_bounded_but_traceable():
+    import hashlib
+
+    from udfs.envelope import MAX_DEAD_LETTER_BYTES
+
+    raw = b"x" * 1_000_000
+    out = json.loads(parse(raw).to_json())
+    assert out["value"]["truncated"] and out["value"]["size"] == 1_000_000
+    assert out["value"]["sha256"] == hashlib.sha256(raw).hexdigest()
+    assert len(out["value"]["utf8"]) == MAX_DEAD_LETTER_BYTES
+    assert (out["topic"], out["offset"]) == (TOPIC, 42)
