@@ -296,6 +296,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.parallelism:
         cfg.job.parallelism = args.parallelism
     cfg = cfg.resolved()
+    # Local execution: Flink's own log (failovers, restarts) next to livefit's, not in site-packages.
+    os.environ.setdefault("FLINK_LOG_DIR", str(cfg.run_dir / "logs" / "flink"))
     # Fail before submitting if the model cannot be served (missing, tampered, wrong features).
     model = OfflineModel.load(cfg.job.model_dir, cfg.job.model_name)
     log.info("model %s v%d from %s; Kafka %s", model.name, model.version, cfg.job.model_dir,

@@ -101,10 +101,15 @@ class InvalidEvent(ValueError):
     pass
 
 
+BIGINT = (-(2**63), 2**63 - 1)  # PostgreSQL bigint; ids beyond it cannot be Flink LONG keys
+
+
 def _int(row: dict[str, Any], name: str) -> int:
     v = row.get(name)
     if isinstance(v, bool) or not isinstance(v, int):
         raise InvalidEvent(f"{name}: expected an integer, got {v!r}"[:200])
+    if not BIGINT[0] <= v <= BIGINT[1]:
+        raise InvalidEvent(f"{name}: {v} is outside the bigint range"[:200])
     return v
 
 

@@ -83,6 +83,20 @@ class TopicCollector:
         return {r["interaction_id"]: r for r in self.scores}
 
 
+def job_failovers(run_dir: Path) -> list[str]:
+    """Lines where Flink restarted the job (local execution logs to <run_dir>/logs/flink/).
+
+    With checkpointing on, Flink restarts a failing job forever, so a live job process proves
+    nothing by itself: a crash loop shows up here.
+    """
+    lines = []
+    for f in (run_dir / "logs" / "flink").glob("*.log*"):
+        lines += [line for line in f.read_text(errors="replace").splitlines()
+                  if "switched from state RUNNING to RESTARTING" in line
+                  or "switched from state RUNNING to FAILING" in line]
+    return lines
+
+
 @dataclass
 class Stack:
     """The embedded stack with seeded history and a trained model; no job yet."""

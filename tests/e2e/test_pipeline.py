@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from livefit.kafka_io import producer
+from tests.e2e.conftest import job_failovers
 
 pytestmark = pytest.mark.e2e
 
@@ -136,5 +137,6 @@ def test_every_interaction_is_scored_once_and_the_job_survives_bad_input(pipelin
     assert bytes.fromhex(binary["value"]["hex"]) == GARBAGE[1]
     print(f"[e2e] dead letters: {len(col.dead)} ({'; '.join(sorted(set(reasons)))})")
 
-    # ... and the job kept running through all of it.
+    # ... and the job kept running through all of it, without a single failover.
     assert p.job.poll() is None
+    assert job_failovers(p.cfg.run_dir) == []

@@ -86,6 +86,8 @@ def test_invalid_fields_become_dead_letters():
     good = {"id": 1, "customer_id": 3, "product_id": 9, "kind": "view", "created_at": "2026-11-22T03:31:33Z"}
     assert "customer_id: expected an integer" in _reason(envelope("c", after={**good, "customer_id": "abc"}))
     assert "customer_id: expected an integer" in _reason(envelope("c", after={**good, "customer_id": None}))
+    # found by fuzzing the running job: 2**63 overflowed Flink's LONG key coder and crashed it
+    assert "outside the bigint range" in _reason(envelope("c", after={**good, "customer_id": 2**63}))
     assert "kind: 'purchase' is not one of" in _reason(envelope("c", after={**good, "kind": "purchase"}))
     assert "is not an ISO timestamp" in _reason(envelope("c", after={**good, "created_at": "yesterday"}))
     order = {"id": 1, "customer_id": 3, "product_id": 9, "amount": 10.0, "quantity": 1}

@@ -1,0 +1,296 @@
+"""Faults on the real stack, each judged by counts against PostgreSQL's ground truth:
+
+- the Flink job is killed (-9, with its Python workers) mid-stream and resumes from its latest
+  checkpoint;
+- the Debezium feeder is killed (-9) in the middle of a large batch and restarted;
+- the broker stops answering (SIGSTOP) for a while and comes back;
+- thousands of malformed payloads are written straight to the CDC topics.
+
+After each: every interaction in PostgreSQL has a score (after de-duplication by event_id), every
+learned label agrees with the database (an order of that product within the horizon or not), and
+no customer's online model learned a label twice (its update count equals its distinct labels).
+The tests run in file order on one stack and share one job, which the first test restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from livefit import datagen
+from livefit.checkpoints import latest_checkpoint
+from livefit.cli import start_job
+from livefit.kafka_io import producer, read_topic
+from livefit.stack import manager
+from livefit.stack.procs import stop_pid
+from tests.e2e.conftest import Stack, TopicCollector, job_failovers
+from udfs.envelope import ChangeEvent, DeadLetter, parse_record
+
+pytestmark = pytest.mark.e2e
+
+FIGURES: dict[str, Any] = {}
+
+
+class Harness:
+    def __init__(self, stack: Stack):
+        self.stack = stack
+        self.cfg = stack.cfg
+        self.log = stack.run_dir / "logs" / "job.log"
+        self.job = start_job(self.cfg, self.log, env=stack.job_env)
+        self.col = TopicCollector(self.cfg)
+
+    def restart_job(self, restore: str | None) -> None:
+        self.job = start_job(self.cfg, self.log, env=self.stack.job_env, restore=restore)
+
+    def db_interactions(self) -> set[int]:
+        with psycopg.connect(self.cfg.postgres.dsn) as conn:
+            return {r[0] for r in conn.execute("SELECT id FROM interactions")}
+
+    def wait_all_scored(self, what: str, timeout_s: float = 180) -> set[int]:
+        expected = self.db_interactions()
+        self.col.wait_for(what, lambda: {r["interaction_id"] for r in self.col.scores} >= expected,
+                          timeout_s=timeout_s, job=self.job, log=self.log)
+        return expected
+
+    def check_invariants(self, label: str) -> dict[str, int]:
+        """Exactly-once effects despite at-least-once delivery, checked against the database."""
+        self.col.poll()
+        unique_scores = {r["event_id"] for r in self.col.scores}
+        by_interaction: dict[int, set[str]] = defaultdict(set)
+        for r in self.col.scores:
+            by_interaction[r["interaction_id"]].add(r["event_id"])
+        assert all(len(ids) == 1 for ids in by_interaction.values()), "one interaction, two event ids"
+        # Each label learned once: per customer, the update count after its last label equals the
+        # number of distinct interactions it learned from.
+        per_customer: dict[int, dict[int, int]] = defaultdict(dict)
+        for lab in self.col.labels:
+            per_customer[lab["customer_id"]][lab["interaction_id"]] = lab["label"]
+        for cid, labels in per_customer.items():
+            top = max(lab["online_updates"] for lab in self.col.labels if lab["customer_id"] == cid)
+            assert top == len(labels), f"customer {cid}: {top} SGD steps for {len(labels)} labels"
+        # Every label agrees with the database.
+        horizon_s = self.cfg.job.label_horizon_s
+        with psycopg.connect(self.cfg.postgres.dsn) as conn:
+            truth = dict(conn.execute(
+                "SELECT i.id, EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = i.customer_id "
+                "AND o.product_id = i.product_id AND o.created_at >= i.created_at "
+                "AND o.created_at <= i.created_at + make_interval(secs => %s)) FROM interactions i",
+                (horizon_s,)).fetchall())
+        learned = {iid: y for labels in per_customer.values() for iid, y in labels.items()}
+        wrong = {iid: y for iid, y in learned.items() if iid in truth and int(truth[iid]) != y}
+        assert not wrong, f"{len(wrong)} labels disagree with the database: {list(wrong.items())[:5]}"
+        figures = {"job_failovers": len(job_failovers(self.stack.run_dir)),
+                   "score_records": len(self.col.scores), "unique_scores": len(unique_scores),
+                   "duplicate_score_deliveries": len(self.col.scores) - len(unique_scores),
+                   "labels_learned": len(learned), "label_records": len(self.col.labels)}
+        FIGURES[label] = {**FIGURES.get(label, {}), **figures}
+        print(f"\n[faults] {label}: {FIGURES[label]}")
+        return figures
+
+    def traffic(self, seconds: float, rate: float = 40.0) -> threading.Thread:
+        t = threading.Thread(target=datagen.traffic, name="traffic", daemon=True,
+                             args=(self.cfg.postgres.dsn, self.cfg.data, rate),
+                             kwargs={"duration_s": seconds, "seed_offset": random.randrange(10**6)})
+        t.start()
+        return t
+
+    def close(self) -> None:
+        self.col.close()
+        stop_pid(self.job.pid, timeout_s=20)
+
+
+@pytest.fixture(scope="module")
+def harness(stack: Stack):
+    h = Harness(stack)
+    try:
+        h.wait_all_scored("the history snapshot", timeout_s=240)
+        yield h
+    finally:
+        h.close()
+        print(f"\n[faults] figures: {json.dumps(FIGURES, indent=1)}")
+
+
+def test_job_killed_mid_stream_resumes_from_checkpoint(harness: Harness):
+    h = harness
+    ckpt_dir = h.cfg.run_dir / "checkpoints"
+    started = time.time()
+    traffic = h.traffic(seconds=25)
+    # Kill -9 the job (JVM and Python workers) once a checkpoint newer than the traffic exists.
+    deadline = time.monotonic() + 60
+    while True:
+        ck = latest_checkpoint(ckpt_dir)
+        if ck is not None and (ck / "_metadata").stat().st_mtime > started + 4:
+            break
+        assert time.monotonic() < deadline, "no checkpoint completed"
+        time.sleep(0.5)
+    h.col.poll()
+    scored_before = len({r["event_id"] for r in h.col.scores})
+    os.killpg(h.job.pid, signal.SIGKILL)
+    h.job.wait()
+    killed_at = time.time()
+    time.sleep(3)  # traffic keeps flowing into PostgreSQL while the job is down
+    h.restart_job(restore="latest")
+    traffic.join()
+    expected = h.wait_all_scored("every interaction after the restart")
+    FIGURES["job_kill"] = {"interactions_in_db": len(expected), "scored_before_kill": scored_before,
+                           "restored_from": ck.name, "down_s": round(time.time() - killed_at)}
+    fig = h.check_invariants("job_kill")
+    assert fig["unique_scores"] == len(expected)
+
+
+def test_feeder_killed_mid_batch_loses_nothing_and_duplicates_are_absorbed(harness: Harness):
+    h = harness
+    state = manager.read_state(h.cfg)
+    before = len(h.col.scores)
+    with psycopg.connect(h.cfg.postgres.dsn, autocommit=True) as conn:
+        n_customers = conn.execute("SELECT count(*) FROM customers").fetchone()[0]
+        # One large transaction: Debezium ships it in several batches; kill it in the middle.
+        conn.execute("INSERT INTO interactions (customer_id, product_id, kind) "
+                     "SELECT 1 + g %% %s, 1 + g %% 30, 'view' FROM generate_series(1, 6000) g",
+                     (min(n_customers, 60),))
+    time.sleep(0.8)
+    os.killpg(state["feeder_pid"], signal.SIGKILL)
+    time.sleep(1)
+    manager.restart_feeder(h.cfg)
+    expected = h.wait_all_scored("every interaction after the feeder restart")
+    cdc = read_topic(h.cfg.kafka, h.cfg.kafka.cdc_topic("interactions"), idle_polls=3)
+    created = [json.loads(v)["after"]["id"] for _k, v, _t in cdc if v and json.loads(v).get("after")]
+    resent = len(created) - len(set(created))
+    new_scores = h.col.scores[before:]
+    FIGURES["feeder_kill"] = {"interactions_in_db": len(expected), "cdc_records_resent": resent,
+                              "new_score_records": len(new_scores)}
+    fig = h.check_invariants("feeder_kill")
+    assert fig["unique_scores"] == len(expected)
+    # The job absorbed every re-sent change itself: no interaction scored twice by this job run.
+    fresh = [r["event_id"] for r in new_scores]
+    assert len(fresh) == len(set(fresh))
+
+
+def test_broker_unavailable_for_a_while_then_back(harness: Harness):
+    h = harness
+    broker_pid = manager.read_state(h.cfg)["broker_pid"]
+    traffic = h.traffic(seconds=25)
+    time.sleep(5)
+    os.kill(broker_pid, signal.SIGSTOP)
+    try:
+        time.sleep(15)
+        assert h.job.poll() is None, "the job died while the broker was away"
+    finally:
+        os.kill(broker_pid, signal.SIGCONT)
+    traffic.join()
+    expected = h.wait_all_scored("every interaction after the broker came back")
+    FIGURES["broker_pause"] = {"interactions_in_db": len(expected), "broker_unavailable_s": 15}
+    fig = h.check_invariants("broker_pause")
+    assert fig["unique_scores"] == len(expected)
+    assert h.job.poll() is None
+
+
+# -- fuzzing the running job --------------------------------------------------------------------
+
+def _base_envelope(table: str, rng: random.Random) -> dict[str, Any]:
+    cid = 10_000_000 + rng.randrange(100)  # customers no real row uses: labels stay checkable
+    row: dict[str, Any] = {"id": 50_000_000 + rng.randrange(10**6), "customer_id": cid,
+                           "product_id": 1 + rng.randrange(30), "created_at": "2026-11-22T04:00:00Z"}
+    if table == "interactions":
+        row["kind"] = rng.choice(["view", "click", "add_to_cart"])
+    else:
+        row.update(quantity=1, amount=round(rng.uniform(1, 500), 2), status="new")
+    return {"op": "c", "before": None, "after": row,
+            "source": {"table": table, "lsn": rng.randrange(10**9), "ts_ms": 1795318293194}}
+
+
+WEIRD = [None, "", "🚀 żółć", -1, 0, 2**63, 1e308, True, [], {}, "NaN", "9" * 400, -0.0]
+
+
+def fuzz_payloads(n: int, seed: int = 11) -> list[tuple[str, bytes | None]]:
+    """Seeded structural fuzzing: valid envelopes, then broken in one or more ways."""
+    rng = random.Random(seed)
+    out: list[tuple[str, bytes | None]] = []
+    for i in range(n):
+        table = rng.choice(["interactions", "orders"])
+        env = _base_envelope(table, rng)
+        how = rng.randrange(12)
+        if how == 0:
+            value: bytes | None = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
+        elif how == 1:
+            value = json.dumps(env).encode()[: rng.randrange(1, 120)]  # truncated
+        elif how == 2:
+            env["op"] = rng.choice(["t", "m", "x", "", None, 7])
+            value = json.dumps(env).encode()
+        elif how == 3:
+            env["after"][rng.choice(list(env["after"]))] = rng.choice(WEIRD)
+            value = json.dumps(env).encode()
+        elif how == 4:
+            del env["after"][rng.choice(list(env["after"]))]
+            value = json.dumps(env).encode()
+        elif how == 5:
+            value = json.dumps(env).encode().replace(b'"amount": ', b'"amount": NaN, "x": ', 1)
+        elif how == 6:
+            env["source"] = rng.choice(WEIRD)
+            value = json.dumps(env).encode()
+        elif how == 7:
+            env["after"]["comment"] = "é" * rng.choice([10, 100_000])  # a column added while running
+            value = json.dumps(env, ensure_ascii=False).encode()
+        elif how == 8:
+            value = None  # tombstone
+        elif how == 9:
+            env["after"] = rng.choice(WEIRD)
+            value = json.dumps(env).encode()
+        elif how == 10 and i % 500 == 0:
+            value = b"{" + b" " * 900_000 + b"}"  # ~1 MB, valid JSON, not an envelope
+        else:
+            value = json.dumps(env).encode()  # valid: must be handled (scored or applied)
+        out.append((table, value))
+    return out
+
+
+def test_thousands_of_fuzzed_payloads_are_all_accounted_for(harness: Harness):
+    h = harness
+    failovers_before = job_failovers(h.stack.run_dir)
+    payloads = fuzz_payloads(3000)
+    prod = producer(h.cfg.kafka, **{"message.max.bytes": 2_000_000})
+    delivered: list[tuple[str, int, int, bytes | None]] = []
+
+    def on_delivery(err: Any, msg: Any) -> None:
+        assert err is None, err
+        delivered.append((msg.topic(), msg.partition(), msg.offset(), msg.value()))
+
+    for table, value in payloads:
+        prod.produce(h.cfg.kafka.cdc_topic(table), key=b"fuzz", value=value, on_delivery=on_delivery)
+        prod.poll(0)
+    assert prod.flush(60) == 0 and len(delivered) == len(payloads)
+    del prod
+    predicted = {(t, p, o): parse_record(t, p, o, 0, b"fuzz", v) for t, p, o, v in delivered}
+    expect_dead = {k for k, r in predicted.items() if isinstance(r, DeadLetter)}
+    expect_scored = {r.event_id for r in predicted.values()
+                     if isinstance(r, ChangeEvent) and r.table == "interactions"}
+    dead_before = len(h.col.dead)
+    h.col.wait_for("every fuzzed payload's dead letter",
+                   lambda: len(h.col.dead) - dead_before >= len(expect_dead), timeout_s=180,
+                   job=h.job, log=h.log)
+    h.col.wait_for("every valid fuzzed interaction's score",
+                   lambda: expect_scored <= {r["event_id"] for r in h.col.scores}, timeout_s=120,
+                   job=h.job, log=h.log)
+    time.sleep(3)
+    h.col.poll()
+    got_dead = {(d["topic"], d["partition"], d["offset"]) for d in h.col.dead[dead_before:]}
+    assert got_dead == expect_dead
+    big = [d for d in h.col.dead[dead_before:] if (d["value"] or {}).get("truncated")]
+    FIGURES["fuzz"] = {"payloads": len(payloads), "dead_lettered": len(got_dead),
+                       "valid_interactions_scored": len(expect_scored),
+                       "handled_other": len(payloads) - len(got_dead) - len(expect_scored),
+                       "truncated_dead_letters": len(big), "crashes": 0}
+    print(f"\n[faults] fuzz: {FIGURES['fuzz']}")
+    assert h.job.poll() is None, "the job must survive every payload"
+    assert job_failovers(h.stack.run_dir) == failovers_before, "a payload made the job fail over"
+    Path(h.cfg.run_dir / "fault-figures.json").write_text(json.dumps(FIGURES, indent=1))
