@@ -19,12 +19,14 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from pyflink.common import Configuration, Row, Types, WatermarkStrategy
+from pyflink.common.completable_future import CompletableFuture
 from pyflink.common.time import Time
 from pyflink.datastream import (
     CheckpointingMode,
@@ -44,7 +46,7 @@ from pyflink.datastream.connectors.kafka import (
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 from pyflink.java_gateway import get_gateway
 
-from livefit.checkpoints import latest_checkpoint
+from livefit.checkpoints import latest_restore_point
 from livefit.config import Config, load_config
 from livefit.jars import job_jars
 from udfs.customer import CustomerLogic, CustomerState, Outcome, ScoringParams
@@ -267,7 +269,8 @@ def make_env(cfg: Config, checkpoint_dir: str | None, restore_from: str | None =
         conf.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
         conf.set_string("execution.checkpointing.num-retained", "2")
     if restore_from:
-        conf.set_string("execution.state-recovery.path", Path(restore_from).resolve().as_uri())
+        uri = restore_from if ":" in restore_from.split("/", 1)[0] else Path(restore_from).resolve().as_uri()
+        conf.set_string("execution.state-recovery.path", uri)
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.add_jars(*[p.as_uri() for p in job_jars()])
     env.set_parallelism(cfg.job.parallelism)
@@ -282,9 +285,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-dir", help="overrides job.model_dir")
     parser.add_argument("--parallelism", type=int, help="overrides job.parallelism")
     parser.add_argument("--checkpoint-dir", help="where checkpoints go (default: <run_dir>/checkpoints)")
+    parser.add_argument("--savepoint-dir", help="where a graceful stop writes its savepoint "
+                        "(default: <run_dir>/savepoints)")
     parser.add_argument("--restore", metavar="latest|PATH",
                         help="resume from a checkpoint or savepoint: 'latest' picks the newest "
-                             "completed checkpoint under the checkpoint dir")
+                             "completed one under the checkpoint and savepoint dirs")
     parser.add_argument("--job-name", default="livefit-score")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -302,22 +307,59 @@ def main(argv: list[str] | None = None) -> None:
     model = OfflineModel.load(cfg.job.model_dir, cfg.job.model_name)
     log.info("model %s v%d from %s; Kafka %s", model.name, model.version, cfg.job.model_dir,
              cfg.kafka.bootstrap_servers)
-    # SIGTERM -> SystemExit, so PyFlink's exit hooks stop the local JVM and its Python workers.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     checkpoint_dir = args.checkpoint_dir or str(cfg.run_dir / "checkpoints")
+    savepoint_dir = args.savepoint_dir or str(cfg.run_dir / "savepoints")
     restore_from = args.restore
     if restore_from == "latest":
-        found = latest_checkpoint(checkpoint_dir)
+        found = latest_restore_point(checkpoint_dir, savepoint_dir)
         if found is None:
-            log.warning("no completed checkpoint under %s: starting without state", checkpoint_dir)
+            log.warning("no completed checkpoint or savepoint: starting without state")
         restore_from = str(found) if found else None
     if restore_from:
         log.info("restoring state and source offsets from %s", restore_from)
     env = make_env(cfg, checkpoint_dir, restore_from)
     build(env, cfg)
-    started = time.time()
-    env.execute(args.job_name)
-    log.info("job finished after %.0fs", time.time() - started)
+    run_until_stopped(env, args.job_name, savepoint_dir)
+
+
+def _announce(msg: str) -> None:
+    # Operator-facing lifecycle lines go to stdout directly: after the job starts, Beam's worker
+    # setup has been seen to swallow this process's logging output.
+    print(f"[livefit-job] {msg}", flush=True)
+    log.info(msg)
+
+
+def run_until_stopped(env: StreamExecutionEnvironment, job_name: str, savepoint_dir: str) -> None:
+    """Run the job; on SIGTERM or Ctrl-C stop it with a savepoint that ``--restore latest`` (or
+    the printed path) resumes from. Under ``flink run -d`` the cluster owns the job instead and
+    ``flink stop --savepointPath`` does the same."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    client = env.execute_async(job_name)
+    log.info("job %s submitted (%s)", job_name, client.get_job_id())
+    result = client.get_job_execution_result()
+    while not result.done():
+        if not stop.wait(0.5):
+            continue
+        _announce(f"stopping with a savepoint in {savepoint_dir}")
+        # PyFlink 2.3's JobClient.stop_with_savepoint calls a Java signature Flink 2.x no longer
+        # has (it now takes a SavepointFormatType), so call the Java client directly.
+        jvm = get_gateway().jvm
+        saving = CompletableFuture(client._j_job_client.stopWithSavepoint(
+            False, Path(savepoint_dir).resolve().as_uri(),
+            jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL))
+        deadline = time.monotonic() + 60
+        while not saving.done() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if saving.done():
+            path = saving.result()
+            _announce(f"stopped with savepoint {path}; resume with --restore {path} (or --restore latest)")
+        else:
+            _announce("the savepoint did not complete in 60 s; cancelling (the latest checkpoint remains)")
+            client.cancel()
+        return
+    result.result()  # raises if the job failed for good
 
 
 if __name__ == "__main__":

@@ -5,6 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def latest_restore_point(checkpoint_dir: str | Path, savepoint_dir: str | Path) -> Path | None:
+    """The newest completed checkpoint or savepoint (a graceful stop writes a savepoint; a crash
+    leaves only checkpoints)."""
+    candidates = [p for p in (latest_checkpoint(checkpoint_dir),) if p is not None]
+    candidates += [m.parent for m in Path(savepoint_dir).glob("savepoint-*/_metadata")]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda p: (p / "_metadata").stat().st_mtime)
+
+
 def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
     """The most recent completed checkpoint under ``checkpoint_dir`` (any job), or None.
 

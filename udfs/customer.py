@@ -11,7 +11,9 @@ model learn from it (test-then-train: a score is always computed before its labe
 
 from __future__ import annotations
 
+import hashlib
 import time
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +30,9 @@ from udfs.scoring import OfflineModel
 
 MAX_PENDING = 500  # per customer; beyond it the oldest pending label expires unlearned (counted)
 MAX_RECENT_ORDERS = 500  # per customer; a safety bound, normally the watermark prunes them
-MAX_SEEN_CHANGES = 1024  # per customer: how far back a re-sent change is recognised
+# Per customer: how many recent changes a re-send is recognised against. Debezium re-sends the
+# batch in flight when it crashed, seconds old; 128 changes of one customer is far beyond that.
+MAX_SEEN_CHANGES = 128
 
 
 @dataclass(slots=True)
@@ -51,9 +55,9 @@ class CustomerState:
     # resolves as a positive. Once the watermark passes an order's time, every interaction that
     # could match it has arrived, so it can go.
     recent_orders: list[tuple[int, int]] = field(default_factory=list)
-    # Changes already applied, most recent last, for de-duplication (Debezium re-sends a batch
-    # after a crash; a lost offset file re-snapshots everything). Bounded: see change_key().
-    seen: dict[str, None] = field(default_factory=dict)
+    # Stable 64-bit hashes of the most recent changes applied (change_key), oldest first, for
+    # de-duplication: Debezium re-sends the batch in flight after a crash. 8 bytes each.
+    seen: array = field(default_factory=lambda: array("q"))
     duplicates: int = 0
     segment: str | None = None
     positives: int = 0
@@ -81,15 +85,16 @@ class Outcome:
     labels: list[dict[str, Any]] = field(default_factory=list)  # resolved examples, for the labels topic
 
 
-def change_key(ev: ChangeEvent) -> str:
-    """What makes two change events the same change.
+def change_key(ev: ChangeEvent) -> int:
+    """What makes two change events the same change, as a stable signed 64-bit hash.
 
     A row's creation (``c``, or ``r`` when a snapshot reads it) is identified by table and
-    primary key alone, so a re-snapshot of rows already seen live is recognised too; updates and
-    deletes also by their LSN.
+    primary key alone, so a snapshot re-reading rows already seen live is recognised too;
+    updates and deletes also by their LSN. (Python's hash() is salted per process and would not
+    survive a restore from a checkpoint.)
     """
-    pk = ev.row.get("id")
-    return f"{ev.table}:{pk}" if ev.op in ("c", "r") else ev.event_id
+    key = f"{ev.table}:{ev.row.get('id')}" if ev.op in ("c", "r") else ev.event_id
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little", signed=True)
 
 
 class CustomerLogic:
@@ -107,9 +112,9 @@ class CustomerLogic:
         if key in state.seen:
             state.duplicates += 1
             return Outcome(duplicate=True)
-        state.seen[key] = None
+        state.seen.append(key)
         if len(state.seen) > MAX_SEEN_CHANGES:
-            del state.seen[next(iter(state.seen))]
+            del state.seen[0]
         if watermark_ms is not None and state.recent_orders:
             state.recent_orders = [(q, t) for q, t in state.recent_orders if t >= watermark_ms]
         if ev.table == "interactions":

@@ -60,17 +60,25 @@ def _group_alive(pgid: int) -> bool:
 
 
 def stop_pid(pid: int | None, timeout_s: float = 15.0) -> bool:
-    """SIGTERM the process group we started (it was started with start_new_session, so its group
-    id is its PID), wait until every member is gone, SIGKILL after ``timeout_s``.
-    True if it was running."""
+    """Stop a process we started with start_new_session (so its group id is its PID) and every
+    process in its group. The leader gets SIGTERM first and ``timeout_s`` to shut down in order
+    (the job takes a savepoint, the feeder closes Debezium); what is left of the group then gets
+    SIGTERM and finally SIGKILL. True if it was running."""
     if not pid_alive(pid):
         return False
     assert pid is not None
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and pid_alive(pid):
+        _reap(pid)
+        time.sleep(0.1)
+    _reap(pid)
+    if _group_alive(pid):
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         _reap(pid)
         if not pid_alive(pid) and not _group_alive(pid):

@@ -148,6 +148,23 @@ def test_job_killed_mid_stream_resumes_from_checkpoint(harness: Harness):
     assert fig["unique_scores"] == len(expected)
 
 
+def test_graceful_stop_with_savepoint_and_resume(harness: Harness):
+    h = harness
+    traffic = h.traffic(seconds=15)
+    time.sleep(5)
+    assert stop_pid(h.job.pid, timeout_s=60)  # SIGTERM: the job stops itself with a savepoint
+    savepoints = list((h.cfg.run_dir / "savepoints").glob("savepoint-*/_metadata"))
+    assert savepoints, f"no savepoint written; see {h.log}"
+    assert "[livefit-job] stopped with savepoint" in h.log.read_text()
+    h.restart_job(restore="latest")
+    traffic.join()
+    expected = h.wait_all_scored("every interaction after resuming from the savepoint")
+    FIGURES["savepoint_resume"] = {"interactions_in_db": len(expected),
+                                   "savepoint": savepoints[0].parent.name}
+    fig = h.check_invariants("savepoint_resume")
+    assert fig["unique_scores"] == len(expected)
+
+
 def test_feeder_killed_mid_batch_loses_nothing_and_duplicates_are_absorbed(harness: Harness):
     h = harness
     state = manager.read_state(h.cfg)
