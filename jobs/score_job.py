@@ -204,7 +204,7 @@ def kafka_source(cfg: Config) -> KafkaSource:
                .set_group_id(k.consumer_group)
                .set_client_id_prefix(k.consumer_group)
                .set_starting_offsets(starting))
-    for name, value in k.properties.items():
+    for name, value in k.java_client_properties().items():
         builder.set_property(name, value)
     # Keep key, coordinates and raw bytes (tombstones included): see RawRecordDeserializer.java.
     builder._j_builder.setDeserializer(get_gateway().jvm.livefit.flink.RawRecordDeserializer())
@@ -216,7 +216,7 @@ def kafka_sink(cfg: Config) -> KafkaSink:
     builder = (KafkaSink.builder()
                .set_bootstrap_servers(k.bootstrap_servers)
                .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE))
-    for name, value in k.properties.items():
+    for name, value in k.java_client_properties().items():
         builder.set_property(name, value)
     # One sink for every output topic, each record with its own key: see TopicKeyValueSerializer.
     builder._j_builder.setRecordSerializer(get_gateway().jvm.livefit.flink.TopicKeyValueSerializer())

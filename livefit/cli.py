@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from livefit.config import Config, ConfigError, load_config
+from livefit.config import Config, ConfigError, load_config, redact_dsn
 
 REPO = Path(__file__).resolve().parents[1]
 JOB_FILE = REPO / "jobs" / "score_job.py"
@@ -37,12 +37,15 @@ def cmd_stack(cfg: Config, args: argparse.Namespace) -> int:
                 datagen.seed(resolved.postgres.dsn, resolved.data, say=_say)
         state = manager.up(cfg, seed=seed)
         _say(f"[stack] up; connection details in {cfg.stack_file}")
-        _say(json.dumps({k: state[k] for k in ("postgres_dsn", "bootstrap_servers")}, indent=2))
+        _say(json.dumps({"postgres_dsn": redact_dsn(state["postgres_dsn"]),
+                         "bootstrap_servers": state["bootstrap_servers"]}, indent=2))
     elif args.action == "down":
         stopped = manager.down(cfg)
         _say(f"[stack] stopped: {', '.join(stopped) or 'nothing was running'}")
     else:
-        _say(json.dumps(manager.status(cfg), indent=2))
+        st = manager.status(cfg)
+        st["postgres_dsn"] = redact_dsn(st.get("postgres_dsn") or "")
+        _say(json.dumps(st, indent=2))
     return 0
 
 

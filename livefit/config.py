@@ -33,9 +33,13 @@ CDC_TABLES = ("customers", "products", "interactions", "orders")
 @dataclass
 class KafkaConfig:
     bootstrap_servers: str = ""
-    # Extra client properties passed to every client (source, sink, feeder, CLI), e.g.
-    # security.protocol / sasl.mechanism / sasl.jaas.config. Never logged.
+    # Client properties for every Kafka client (job source and sink, feeder, CLI, tests), e.g.
+    # security.protocol / sasl.mechanism. Java (Flink) and librdkafka (feeder, CLI) name some
+    # settings differently, so each also gets its own map on top. Values may be ${ENV_VAR}
+    # references; livefit never logs or prints them.
     properties: dict[str, str] = field(default_factory=dict)
+    java_properties: dict[str, str] = field(default_factory=dict)  # e.g. sasl.jaas.config, ssl.truststore.location
+    librdkafka_properties: dict[str, str] = field(default_factory=dict)  # e.g. sasl.username, ssl.ca.location
     topic_prefix: str = "shop"  # Debezium topic.prefix: topics are <prefix>.public.<table>
     schema: str = "public"
     scores_topic: str = "livefit.scores"
@@ -44,6 +48,12 @@ class KafkaConfig:
     partitions: int = 1
     replication_factor: int = 1
     consumer_group: str = "livefit-job"
+
+    def java_client_properties(self) -> dict[str, str]:
+        return {**self.properties, **self.java_properties}
+
+    def librdkafka_client_properties(self) -> dict[str, str]:
+        return {**self.properties, **self.librdkafka_properties}
 
     def cdc_topic(self, table: str) -> str:
         return f"{self.topic_prefix}.{self.schema}.{table}"
@@ -158,6 +168,18 @@ class Config:
 
 class ConfigError(ValueError):
     """Configuration is missing or invalid; the message says what to set."""
+
+
+def redact_dsn(dsn: str) -> str:
+    """A DSN safe to print: the password replaced.
+
+    >>> redact_dsn("postgresql://livefit:s3cret@db:5432/shop")
+    'postgresql://livefit:***@db:5432/shop'
+    >>> redact_dsn("host=db password=s3cret dbname=shop")
+    'host=db password=*** dbname=shop'
+    """
+    dsn = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", dsn)
+    return re.sub(r"(password\s*=\s*)\S+", r"\1***", dsn)
 
 
 def read_stack_file(path: Path) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from livefit.config import KafkaConfig
 
 def client_conf(kafka: KafkaConfig, **extra: Any) -> dict[str, Any]:
     conf: dict[str, Any] = {"bootstrap.servers": kafka.bootstrap_servers}
-    conf.update(kafka.properties)
+    conf.update(kafka.librdkafka_client_properties())
     conf.update(extra)
     return conf
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from livefit.config import Config
+from livefit.config import Config, redact_dsn
 from livefit.stack import broker, postgres
 from livefit.stack.procs import free_port, pid_alive, stop_pid
 
@@ -67,7 +67,7 @@ def up(cfg: Config, seed: Callable[[Config], None] | None = None) -> dict[str, A
             admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
             postgres.create_database(admin, cfg.postgres.database)
             state["postgres_dsn"] = f"postgresql://postgres@127.0.0.1:{port}/{cfg.postgres.database}"
-            _say(f"PostgreSQL {state['postgres_dsn']} (pid {state['postgres_pid']})")
+            _say(f"PostgreSQL {redact_dsn(state['postgres_dsn'])} (pid {state['postgres_pid']})")
         _write_state(cfg, state)
 
         if cfg.kafka.bootstrap_servers:

@@ -19,6 +19,21 @@ def test_precedence_file_then_environment(tmp_path):
     assert cfg.job.label_horizon_s == 30.0 and cfg.cdc.embedded_debezium is False
 
 
+def test_security_properties_reach_each_client_family(tmp_path):
+    from livefit.kafka_io import client_conf
+
+    f = tmp_path / "livefit.toml"
+    f.write_text('[kafka]\nbootstrap_servers = "k:9093"\n'
+                 '[kafka.properties]\n"security.protocol" = "SASL_SSL"\n"sasl.mechanism" = "SCRAM-SHA-512"\n'
+                 '[kafka.java_properties]\n"sasl.jaas.config" = "ScramLoginModule required password=\\"${PW}\\";"\n'
+                 '[kafka.librdkafka_properties]\n"sasl.username" = "livefit"\n"sasl.password" = "${PW}"\n')
+    k = load_config(f, env={"PW": "s3cret"}).kafka
+    java, rdk = k.java_client_properties(), client_conf(k)
+    assert java["security.protocol"] == rdk["security.protocol"] == "SASL_SSL"
+    assert "s3cret" in java["sasl.jaas.config"] and "sasl.password" not in java
+    assert rdk["sasl.password"] == "s3cret" and "sasl.jaas.config" not in rdk
+
+
 def test_unknown_keys_and_bad_values_are_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown key job.horizon"):
         load_config(None, env={"LIVEFIT_JOB__HORIZON": "1"})

@@ -140,3 +140,18 @@ def test_every_learned_label_is_logged_with_its_features(logic):
     neg = logic.on_timer(s, 2_000 + HORIZON).labels
     assert [(r["interaction_id"], r["label"], r["online_updates"]) for r in pos + neg] == [(1, 1, 1), (2, 0, 2)]
     assert len(pos[0]["features"]) == len(FEATURE_NAMES) and pos[0]["customer_id"] == 7
+
+
+def test_state_per_customer_stays_bounded(logic):
+    """History, pending labels, recent orders and the de-dup window are all bounded."""
+    s = CustomerState()
+    sizes = {}
+    for i in range(3000):
+        t = (i + 1) * 600_000
+        logic.on_event(s, interaction(i, t, product_id=i % 40), SHOE, watermark_ms=t - 2_000)
+        if i % 10 == 0:
+            logic.on_event(s, order(10**6 + i, t + 5_000, product_id=i % 40), SHOE, watermark_ms=t)
+        logic.on_timer(s, t - HORIZON)
+        if i + 1 in (10, 300, 3000):
+            sizes[i + 1] = len(pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL))
+    assert sizes[3000] < 3_000 and sizes[3000] - sizes[300] < 200, sizes
