@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 JARS   := build/jars/livefit-flink-adapters.jar
 
-.PHONY: setup demo test test-unit test-e2e lint clean stack-down
+.PHONY: setup demo test test-unit test-e2e lint clean stack-down cluster submit cancel stop down screenshot
 
 setup: $(STAMP) $(JARS)
 
@@ -37,6 +37,28 @@ test-unit: setup
 
 test-e2e: setup
 	$(BIN)/python -m pytest tests -m e2e
+
+# The way Flink users run it: a standalone session cluster (web UI http://127.0.0.1:8081) next
+# to the embedded stack with live traffic; the job submitted with `flink run -d`.
+cluster: setup
+	$(BIN)/livefit stack up --seed --traffic $(or $(RATE),20)
+	$(BIN)/livefit cluster up
+
+submit: setup
+	$(BIN)/livefit submit
+
+cancel: setup
+	$(BIN)/livefit cancel
+
+stop: setup
+	$(BIN)/livefit stop
+
+down:
+	-$(BIN)/livefit cluster down
+	-$(BIN)/livefit stack down
+
+screenshot:
+	scripts/screenshot-webui.sh docs/flink-web-ui.png
 
 stack-down:
 	$(BIN)/livefit stack down

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -49,9 +50,12 @@ from pyflink.java_gateway import get_gateway
 from livefit.checkpoints import latest_restore_point
 from livefit.config import Config, load_config
 from livefit.jars import job_jars
+from models.registry import ModelError
+from udfs.control import ModelChoice, parse_control
 from udfs.customer import CustomerLogic, CustomerState, Outcome, ScoringParams
 from udfs.envelope import ChangeEvent, DeadLetter, Tombstone, parse_record
 from udfs.features import Product
+from udfs.online import sigmoid
 from udfs.scoring import OfflineModel
 
 log = logging.getLogger("livefit.job")
@@ -68,8 +72,10 @@ KAFKA_OUT = Types.ROW_NAMED(
     [Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.PRIMITIVE_ARRAY(Types.BYTE())],
 )
 DEAD_LETTERS = OutputTag("dead-letters", KAFKA_OUT)
-PRODUCT_CHANGES = OutputTag("product-changes", Types.PICKLED_BYTE_ARRAY())
+# Product changes and control messages: broadcast to every scoring task.
+BROADCAST = OutputTag("product-changes-and-control", Types.PICKLED_BYTE_ARRAY())
 PRODUCTS = MapStateDescriptor("products", Types.LONG(), Types.PICKLED_BYTE_ARRAY())
+MODEL_CHOICE = MapStateDescriptor("model-choice", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 
 
 def _dead_letter_row(topic: str, dl: DeadLetter) -> Row:
@@ -79,8 +85,9 @@ def _dead_letter_row(topic: str, dl: DeadLetter) -> Row:
 class ParseChangeEvents(ProcessFunction):
     """Raw CDC records -> customer events (main), product changes and dead letters (side outputs)."""
 
-    def __init__(self, deadletter_topic: str):
+    def __init__(self, deadletter_topic: str, control_topic: str):
         self.deadletter_topic = deadletter_topic
+        self.control_topic = control_topic
 
     def open(self, runtime_context: RuntimeContext) -> None:
         metrics = runtime_context.get_metrics_group()
@@ -89,11 +96,20 @@ class ParseChangeEvents(ProcessFunction):
         self.tombstones = metrics.counter("tombstones")
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterable[Any]:
+        if value[0] == self.control_topic:
+            choice = parse_control(value[5])
+            if isinstance(choice, ModelChoice):
+                yield BROADCAST, choice
+            else:
+                self.dead.inc()
+                dl = DeadLetter(choice, value[0], value[1], value[2], value[4], value[5])
+                yield DEAD_LETTERS, _dead_letter_row(self.deadletter_topic, dl)
+            return
         rec = parse_record(value[0], value[1], value[2], value[3], value[4], value[5])
         if isinstance(rec, ChangeEvent):
             self.parsed.inc()
             if rec.table == "products":
-                yield PRODUCT_CHANGES, rec
+                yield BROADCAST, rec
             else:
                 yield rec
         elif isinstance(rec, DeadLetter):
@@ -127,7 +143,18 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         self.state = runtime_context.get_state(descriptor)
         model = OfflineModel.load(self.model_dir, self.model_name)
         self.logic = CustomerLogic(model, self.params)
+        self.choice_checked = False
         metrics = runtime_context.get_metrics_group()
+        self.swaps = metrics.counter("model_swaps")
+        self.swaps_refused = metrics.counter("model_swaps_refused")
+        self.customers = 0
+        metrics.gauge("customers_tracked", lambda: self.customers)
+        # Rolling quality of resolved labels: exponentially weighted log loss (x1000, gauges are
+        # read as integers by some reporters) of the offline model alone and of offline + online.
+        self.logloss = {"offline": 0.0, "online": 0.0}
+        self.labels_seen = 0
+        metrics.gauge("logloss_offline_x1000", lambda: int(self.logloss["offline"] * 1000))
+        metrics.gauge("logloss_online_x1000", lambda: int(self.logloss["online"] * 1000))
         self.scored = metrics.counter("events_scored")
         self.updates = metrics.counter("sgd_updates")
         self.dead = metrics.counter("events_dead_lettered")
@@ -145,17 +172,54 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             yield Row(self.scores_topic, str(record["customer_id"]).encode(),
                       json.dumps(record, separators=(",", ":")).encode())
         for label in outcome.labels:
+            self._track_quality(label)
             yield Row(self.labels_topic, str(label["customer_id"]).encode(),
                       json.dumps(label, separators=(",", ":")).encode())
         self.updates.inc(outcome.learned)
 
+    def _track_quality(self, label: dict[str, Any]) -> None:
+        y = label["label"]
+        self.labels_seen += 1
+        alpha = max(0.001, 1.0 / self.labels_seen)
+        for name, p in (("offline", sigmoid(label["offline_logit"])), ("online", label["p_online_before"])):
+            p = min(max(p, 1e-6), 1 - 1e-6)
+            loss = -math.log(p if y else 1.0 - p)
+            self.logloss[name] += alpha * (loss - self.logloss[name])
+
+    def _use_model(self, choice: ModelChoice) -> bool:
+        """Swap the offline model between two events; refuse anything that does not verify."""
+        current = self.logic.model
+        if (choice.model, choice.version) == (current.name, current.version):
+            return True
+        try:
+            if choice.model != self.model_name:
+                raise ModelError(f"this job serves '{self.model_name}', not '{choice.model}'")
+            model = OfflineModel.load(self.model_dir, choice.model, choice.version)
+        except ModelError as exc:
+            self.swaps_refused.inc()
+            log.error("model swap to %s v%d refused, keeping v%d: %s", choice.model, choice.version,
+                      current.version, exc)
+            return False
+        self.logic.model = model
+        self.swaps.inc()
+        log.warning("model swapped: %s v%d -> v%d", model.name, current.version, model.version)
+        return True
+
     def process_element(self, value: ChangeEvent, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):
+        if not self.choice_checked:  # after a restore: serve the version chosen before it
+            self.choice_checked = True
+            chosen = ctx.get_broadcast_state(MODEL_CHOICE).get("current")
+            if chosen is not None:
+                self._use_model(chosen)
         try:
             pid = value.product_id
             product = ctx.get_broadcast_state(PRODUCTS).get(pid) if pid is not None else None
             if pid is not None and product is None and value.table != "customers":
                 self.unknown_products.inc()
-            state = self.state.value() or CustomerState()
+            state = self.state.value()
+            if state is None:
+                state = CustomerState()
+                self.customers += 1
             outcome = self.logic.on_event(
                 state, value, product, watermark_ms=ctx.timer_service().current_watermark())
         except Exception as exc:  # one bad event must not stop the job: dead-letter it
@@ -171,13 +235,18 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             return
         if outcome.clear_state:
             self.state.clear()
+            self.customers -= 1
         else:
             self.state.update(state)
         for ts in outcome.timers:
             ctx.timer_service().register_event_time_timer(ts)
         yield from self._emit(outcome)
 
-    def process_broadcast_element(self, value: ChangeEvent, ctx: KeyedBroadcastProcessFunction.Context):
+    def process_broadcast_element(self, value: Any, ctx: KeyedBroadcastProcessFunction.Context):
+        if isinstance(value, ModelChoice):
+            if self._use_model(value):
+                ctx.get_broadcast_state(MODEL_CHOICE).put("current", value)
+            return
         products = ctx.get_broadcast_state(PRODUCTS)
         if value.op == "d":
             products.remove(int(value.row["id"]))
@@ -200,7 +269,7 @@ def kafka_source(cfg: Config) -> KafkaSource:
                 if cfg.job.start_from == "committed" else KafkaOffsetsInitializer.earliest())
     builder = (KafkaSource.builder()
                .set_bootstrap_servers(k.bootstrap_servers)
-               .set_topics(*k.cdc_topics())
+               .set_topics(*k.cdc_topics(), k.control_topic)
                .set_group_id(k.consumer_group)
                .set_client_id_prefix(k.consumer_group)
                .set_starting_offsets(starting))
@@ -239,9 +308,10 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     """Add the livefit pipeline to ``env``."""
     j, k = cfg.job, cfg.kafka
     raw = env.from_source(kafka_source(cfg), event_time_watermarks(cfg), "cdc-source", RAW_RECORD).uid("cdc-source")
-    parsed = (raw.process(ParseChangeEvents(k.deadletter_topic), output_type=Types.PICKLED_BYTE_ARRAY())
+    parsed = (raw.process(ParseChangeEvents(k.deadletter_topic, k.control_topic),
+                          output_type=Types.PICKLED_BYTE_ARRAY())
               .name("parse-debezium").uid("parse-debezium"))
-    products = parsed.get_side_output(PRODUCT_CHANGES).broadcast(PRODUCTS)
+    products = parsed.get_side_output(BROADCAST).broadcast(PRODUCTS, MODEL_CHOICE)
     params = ScoringParams(label_horizon_ms=int(j.label_horizon_s * 1000), history_len=j.history_len,
                            learning_rate=j.learning_rate, l2=j.l2)
     scores = (parsed
@@ -322,6 +392,15 @@ def main(argv: list[str] | None = None) -> None:
     run_until_stopped(env, args.job_name, savepoint_dir)
 
 
+def _detached(env: StreamExecutionEnvironment) -> bool:
+    """Submitted with `flink run -d` (a remote target, not attached)?"""
+    jvm = get_gateway().jvm
+    conf = env._j_stream_execution_environment.getConfiguration()
+    options = jvm.org.apache.flink.configuration.DeploymentOptions
+    target = str(conf.get(options.TARGET) or "local")
+    return target != "local" and not bool(conf.get(options.ATTACHED))
+
+
 def _announce(msg: str) -> None:
     # Operator-facing lifecycle lines go to stdout directly: after the job starts, Beam's worker
     # setup has been seen to swallow this process's logging output.
@@ -337,7 +416,10 @@ def run_until_stopped(env: StreamExecutionEnvironment, job_name: str, savepoint_
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     client = env.execute_async(job_name)
-    log.info("job %s submitted (%s)", job_name, client.get_job_id())
+    _announce(f"job {job_name} submitted ({client.get_job_id()})")
+    if _detached(env):  # `flink run -d`: the cluster owns the job now; this client is done
+        _announce("detached: the cluster runs the job; stop it with `livefit stop` or `flink stop`")
+        return
     result = client.get_job_execution_result()
     while not result.done():
         if not stop.wait(0.5):

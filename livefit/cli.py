@@ -36,6 +36,10 @@ def cmd_stack(cfg: Config, args: argparse.Namespace) -> int:
             def seed(resolved: Config) -> None:  # before Debezium starts: history is a snapshot
                 datagen.seed(resolved.postgres.dsn, resolved.data, say=_say)
         state = manager.up(cfg, seed=seed)
+        if args.traffic:
+            pid = manager.start_traffic(cfg, args.traffic)
+            _say(f"[stack] live traffic at {args.traffic:g} interactions/s (pid {pid}, log "
+                 f"{cfg.run_dir / 'logs' / 'traffic.log'})")
         _say(f"[stack] up; connection details in {cfg.stack_file}")
         _say(json.dumps({"postgres_dsn": redact_dsn(state["postgres_dsn"]),
                          "bootstrap_servers": state["bootstrap_servers"]}, indent=2))
@@ -113,6 +117,77 @@ def _ensure_model(cfg: Config) -> None:
 
     if not versions(cfg.job.model_dir, cfg.job.model_name):
         cmd_train(cfg, argparse.Namespace())
+
+
+# -- the Flink session cluster -----------------------------------------------------------------
+
+def cmd_cluster(cfg: Config, args: argparse.Namespace) -> int:
+    from livefit import flink_cluster as fc
+
+    if args.action == "up":
+        fc.start(cfg)
+        _say(f"[cluster] Flink session cluster up: web UI {fc.rest_url(cfg)} (logs {cfg.run_dir / 'logs' / 'flink-cluster'})")
+    elif args.action == "down":
+        pids = fc.stop(cfg)
+        _say(f"[cluster] stopped {len(pids)} Flink processes" if pids else "[cluster] not running")
+    else:
+        job = fc.running_job(cfg)
+        _say(json.dumps({"up": fc.is_up(cfg), "web_ui": fc.rest_url(cfg),
+                         "job": job and {k: job[k] for k in ("jid", "name", "state")}}, indent=2))
+    return 0
+
+
+def cmd_submit(cfg: Config, args: argparse.Namespace) -> int:
+    from livefit import flink_cluster as fc
+
+    cfg = cfg.resolved()
+    _ensure_model(cfg)
+    job_id = fc.submit(cfg, restore=args.restore)
+    _say(f"[submit] {fc.JOB_NAME} RUNNING as {job_id}: {fc.rest_url(cfg)}/#/job/running/{job_id}/overview")
+    return 0
+
+
+def cmd_cancel(cfg: Config, args: argparse.Namespace) -> int:
+    from livefit import flink_cluster as fc
+
+    job_id = fc.cancel(cfg)
+    _say(f"[cancel] cancelled {job_id}" if job_id else "[cancel] no livefit job is running")
+    return 0
+
+
+def cmd_stop(cfg: Config, args: argparse.Namespace) -> int:
+    from livefit import flink_cluster as fc
+
+    path = fc.stop_with_savepoint(cfg)
+    _say(f"[stop] stopped with savepoint {path}; resume with: livefit submit --restore {path}")
+    return 0
+
+
+def cmd_model(cfg: Config, args: argparse.Namespace) -> int:
+    from models.registry import load_model, versions
+
+    name = cfg.job.model_name
+    if args.action == "list":
+        for v in versions(cfg.job.model_dir, name):
+            try:
+                man = load_model(cfg.job.model_dir, name, v)[1]
+                hold = man["metrics"].get("holdout", {})
+                _say(f"{name} v{v}  created {man['created_at']}  holdout ROC-AUC {hold.get('roc_auc')} "
+                     f"log loss {hold.get('log_loss')}  sha256 {man['sha256'][:12]}")
+            except Exception as exc:
+                _say(f"{name} v{v}  UNUSABLE: {exc}")
+        return 0
+    from livefit.kafka_io import producer
+
+    cfg = cfg.resolved()
+    version = args.version or versions(cfg.job.model_dir, name)[-1]
+    prod = producer(cfg.kafka)
+    prod.produce(cfg.kafka.control_topic, key=b"model",
+                 value=json.dumps({"action": "use_model", "model": name, "version": version}).encode())
+    if prod.flush(10):
+        raise RuntimeError("the control message was not delivered")
+    _say(f"[model] asked the job to serve {name} v{version}; score records show the version in use")
+    return 0
 
 
 # -- scores -----------------------------------------------------------------------------------
@@ -307,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("stack", help="start/stop/inspect the embedded PostgreSQL, broker and Debezium")
     s.add_argument("action", choices=["up", "down", "status"])
     s.add_argument("--seed", action="store_true", help="with up: seed history before Debezium starts")
+    s.add_argument("--traffic", type=float, metavar="RATE",
+                   help="with up: keep writing live traffic at RATE interactions/s in the background")
     s.set_defaults(func=cmd_stack)
     sub.add_parser("seed", help="write seeded history into an empty shop database").set_defaults(func=cmd_seed)
     sub.add_parser("train", help="train a new version of the offline model").set_defaults(func=cmd_train)
@@ -323,6 +400,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--events", type=int, help="stop after this many live interactions are scored")
     d.add_argument("--rate", type=float, default=50.0, help="live interactions per second")
     d.set_defaults(func=cmd_demo)
+    c = sub.add_parser("cluster", help="the Flink standalone session cluster (web UI on 127.0.0.1:8081)")
+    c.add_argument("action", choices=["up", "down", "status"])
+    c.set_defaults(func=cmd_cluster)
+    su = sub.add_parser("submit", help="train if needed, then `flink run -d` the job on the cluster")
+    su.add_argument("--restore", metavar="PATH", help="start from this savepoint or checkpoint")
+    su.set_defaults(func=cmd_submit)
+    sub.add_parser("cancel", help="cancel the job on the cluster").set_defaults(func=cmd_cancel)
+    sub.add_parser("stop", help="stop the job on the cluster with a savepoint").set_defaults(func=cmd_stop)
+    m = sub.add_parser("model", help="list model versions, or make the running job serve one")
+    m.add_argument("action", choices=["list", "use"])
+    m.add_argument("--version", type=int, help="with use: the version (default: the newest)")
+    m.set_defaults(func=cmd_model)
     sc = sub.add_parser("scores", help="tail the score topic")
     sc.add_argument("--raw", action="store_true", help="print the JSON records as they are")
     sc.set_defaults(func=cmd_scores)

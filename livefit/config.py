@@ -45,6 +45,7 @@ class KafkaConfig:
     scores_topic: str = "livefit.scores"
     deadletter_topic: str = "livefit.deadletter"
     labels_topic: str = "livefit.labels"  # resolved examples (features + label), for retraining
+    control_topic: str = "livefit.control"  # operator commands, e.g. which model version to serve
     partitions: int = 1
     replication_factor: int = 1
     consumer_group: str = "livefit-job"
@@ -62,7 +63,8 @@ class KafkaConfig:
         return [self.cdc_topic(t) for t in CDC_TABLES]
 
     def all_topics(self) -> list[str]:
-        return [*self.cdc_topics(), self.scores_topic, self.deadletter_topic, self.labels_topic]
+        return [*self.cdc_topics(), self.scores_topic, self.deadletter_topic, self.labels_topic,
+                self.control_topic]
 
 
 @dataclass
@@ -109,6 +111,16 @@ class JobConfig:
 
 
 @dataclass
+class FlinkConfig:
+    """The standalone session cluster (`livefit cluster up`, `make cluster`)."""
+
+    rest_port: int = 8081
+    rpc_port: int = 6123
+    state_backend: str = "hashmap"  # hashmap (JVM heap) | rocksdb (local disk, for millions of keys)
+    python_execution_mode: str = "process"  # process | thread (see flink-conf/config.yaml)
+
+
+@dataclass
 class DataConfig:
     seed: int = 7
     customers: int = 600
@@ -125,6 +137,7 @@ class Config:
     cdc: CdcConfig = field(default_factory=CdcConfig)
     stack: StackConfig = field(default_factory=StackConfig)
     job: JobConfig = field(default_factory=JobConfig)
+    flink: FlinkConfig = field(default_factory=FlinkConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
     @property

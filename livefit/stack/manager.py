@@ -124,6 +124,23 @@ def _start_feeder(cfg: Config, run_dir: Path) -> int:
     return proc.pid
 
 
+def start_traffic(cfg: Config, rate: float) -> int:
+    """Live traffic into PostgreSQL in the background (`livefit traffic`), stopped by `down`."""
+    state = read_state(cfg)
+    if pid_alive(state.get("traffic_pid")):
+        return int(state["traffic_pid"])
+    logs = cfg.run_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with (logs / "traffic.log").open("ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "livefit.cli", "traffic", "--rate", str(rate)],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True,
+                                env={**os.environ, "LIVEFIT_STACK__RUN_DIR": str(cfg.run_dir)})
+    state["traffic_pid"] = proc.pid
+    _write_state(cfg, state)
+    return proc.pid
+
+
 def restart_feeder(cfg: Config) -> int:
     state = read_state(cfg)
     stop_pid(state.get("feeder_pid"), timeout_s=30)
@@ -136,6 +153,8 @@ def down(cfg: Config) -> list[str]:
     """Stop everything the stack started (by recorded PID), feeder first. Returns what was stopped."""
     state = read_state(cfg)
     stopped = []
+    if stop_pid(state.get("traffic_pid"), timeout_s=10):
+        stopped.append("traffic")
     if stop_pid(state.get("feeder_pid"), timeout_s=30):
         stopped.append("feeder")
     if state.get("postgres_data_dir") and pid_alive(state.get("postgres_pid")):
@@ -144,7 +163,7 @@ def down(cfg: Config) -> list[str]:
         stopped.append("postgres")
     if stop_pid(state.get("broker_pid"), timeout_s=10):
         stopped.append("broker")
-    for key in ("feeder_pid", "postgres_pid", "broker_pid"):
+    for key in ("traffic_pid", "feeder_pid", "postgres_pid", "broker_pid"):
         state.pop(key, None)
     if state:
         _write_state(cfg, state)
