@@ -31,10 +31,9 @@ def cmd_stack(cfg: Config, args: argparse.Namespace) -> int:
     if args.action == "up":
         seed = None
         if args.seed:
-            from livefit import datagen
 
             def seed(resolved: Config) -> None:  # before Debezium starts: history is a snapshot
-                datagen.seed(resolved.postgres.dsn, resolved.data, say=_say)
+                _seed_if_empty(resolved)
         state = manager.up(cfg, seed=seed)
         if args.traffic:
             pid = manager.start_traffic(cfg, args.traffic)
@@ -51,6 +50,19 @@ def cmd_stack(cfg: Config, args: argparse.Namespace) -> int:
         st["postgres_dsn"] = redact_dsn(st.get("postgres_dsn") or "")
         _say(json.dumps(st, indent=2))
     return 0
+
+
+def _seed_if_empty(cfg: Config) -> None:
+    import psycopg
+
+    from livefit import datagen
+
+    with psycopg.connect(cfg.postgres.dsn) as conn:
+        existing = conn.execute("SELECT count(*) FROM customers").fetchone()[0]
+    if existing:
+        _say(f"[seed] the shop database already has {existing} customers: keeping its history")
+    else:
+        datagen.seed(cfg.postgres.dsn, cfg.data, say=_say)
 
 
 def cmd_seed(cfg: Config, args: argparse.Namespace) -> int:
@@ -282,13 +294,7 @@ def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
                 manager.status(cfg).get("feeder") is not True:
             _say("[demo] starting the embedded stack (PostgreSQL, Tansu, Debezium) and seeding history")
 
-            def seed(resolved: Config) -> None:
-                import psycopg
-
-                with psycopg.connect(resolved.postgres.dsn) as conn:
-                    if conn.execute("SELECT count(*) FROM customers").fetchone()[0] == 0:
-                        datagen.seed(resolved.postgres.dsn, resolved.data, say=_say)
-            manager.up(cfg, seed=seed)
+            manager.up(cfg, seed=_seed_if_empty)
             started_stack = True
         cfg = cfg.resolved()
         _ensure_model(cfg)
