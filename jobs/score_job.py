@@ -122,11 +122,12 @@ class ParseChangeEvents(ProcessFunction):
 class ScoreAndLearn(KeyedBroadcastProcessFunction):
     """Per customer: features + warm-up history in keyed state, score, resolve labels, learn."""
 
-    def __init__(self, model_dir: str, model_name: str, params: ScoringParams,
+    def __init__(self, model_dir: str, model_name: str, model_version: int, params: ScoringParams,
                  scores_topic: str, deadletter_topic: str, labels_topic: str, state_ttl_ms: int):
         self.state_ttl_ms = state_ttl_ms
         self.model_dir = model_dir
         self.model_name = model_name
+        self.model_version = model_version
         self.params = params
         self.scores_topic = scores_topic
         self.deadletter_topic = deadletter_topic
@@ -141,7 +142,8 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                 .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
                 .build())
         self.state = runtime_context.get_state(descriptor)
-        model = OfflineModel.load(self.model_dir, self.model_name)
+        model = OfflineModel.load_for_serving(self.model_dir, self.model_name, self.model_version,
+                                              warn=log.warning)
         self.logic = CustomerLogic(model, self.params)
         self.choice_checked = False
         metrics = runtime_context.get_metrics_group()
@@ -282,9 +284,17 @@ def kafka_source(cfg: Config) -> KafkaSource:
 
 def kafka_sink(cfg: Config) -> KafkaSink:
     k = cfg.kafka
-    builder = (KafkaSink.builder()
-               .set_bootstrap_servers(k.bootstrap_servers)
-               .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE))
+    builder = KafkaSink.builder().set_bootstrap_servers(k.bootstrap_servers)
+    if cfg.job.delivery_guarantee == "exactly_once":
+        builder.set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
+        builder.set_transactional_id_prefix(f"{k.consumer_group}-sink")
+        # Above the longest checkpoint + restart, below the broker's transaction.max.timeout.ms.
+        builder.set_property("transaction.timeout.ms", "900000")
+    elif cfg.job.delivery_guarantee == "at_least_once":
+        builder.set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+    else:
+        raise ValueError(f"job.delivery_guarantee must be at_least_once or exactly_once, "
+                         f"not {cfg.job.delivery_guarantee!r}")
     for name, value in k.java_client_properties().items():
         builder.set_property(name, value)
     # One sink for every output topic, each record with its own key: see TopicKeyValueSerializer.
@@ -317,7 +327,7 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     scores = (parsed
               .key_by(lambda ev: ev.customer_id, key_type=Types.LONG())
               .connect(products)
-              .process(ScoreAndLearn(str(Path(j.model_dir).resolve()), j.model_name, params,
+              .process(ScoreAndLearn(str(Path(j.model_dir).resolve()), j.model_name, j.model_version, params,
                                      k.scores_topic, k.deadletter_topic, k.labels_topic,
                                      int(j.state_ttl_days * 86_400_000)),
                       output_type=KAFKA_OUT)
@@ -344,7 +354,9 @@ def make_env(cfg: Config, checkpoint_dir: str | None, restore_from: str | None =
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.add_jars(*[p.as_uri() for p in job_jars()])
     env.set_parallelism(cfg.job.parallelism)
-    env.enable_checkpointing(cfg.job.checkpoint_interval_ms, CheckpointingMode.AT_LEAST_ONCE)
+    mode = (CheckpointingMode.EXACTLY_ONCE if cfg.job.delivery_guarantee == "exactly_once"
+            else CheckpointingMode.AT_LEAST_ONCE)
+    env.enable_checkpointing(cfg.job.checkpoint_interval_ms, mode)
     return env
 
 
@@ -374,7 +386,8 @@ def main(argv: list[str] | None = None) -> None:
     # Local execution: Flink's own log (failovers, restarts) next to livefit's, not in site-packages.
     os.environ.setdefault("FLINK_LOG_DIR", str(cfg.run_dir / "logs" / "flink"))
     # Fail before submitting if the model cannot be served (missing, tampered, wrong features).
-    model = OfflineModel.load(cfg.job.model_dir, cfg.job.model_name)
+    model = OfflineModel.load_for_serving(cfg.job.model_dir, cfg.job.model_name, cfg.job.model_version,
+                                          warn=lambda m: _announce(f"WARNING {m}"))
     log.info("model %s v%d from %s; Kafka %s", model.name, model.version, cfg.job.model_dir,
              cfg.kafka.bootstrap_servers)
     checkpoint_dir = args.checkpoint_dir or str(cfg.run_dir / "checkpoints")

@@ -202,6 +202,14 @@ def cmd_model(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(cfg: Config, args: argparse.Namespace) -> int:
+    from bench.run import run
+
+    rates = tuple(args.latency_rate) if args.latency_rate else None
+    run(quick=args.quick, events=args.events, latency_rates=rates)
+    return 0
+
+
 # -- scores -----------------------------------------------------------------------------------
 
 class ScoreWatcher:
@@ -418,6 +426,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("action", choices=["list", "use"])
     m.add_argument("--version", type=int, help="with use: the version (default: the newest)")
     m.set_defaults(func=cmd_model)
+    b = sub.add_parser("bench", help="benchmark: the job vs the in-process limit and the naive baseline")
+    b.add_argument("--quick", action="store_true", help="a reduced run (a few minutes)")
+    b.add_argument("--events", type=int, help="about this many interactions in the workload")
+    b.add_argument("--latency-rate", type=float, action="append",
+                   help="offered load for the latency run (repeatable; default 300 quick, 1000 and 5000 full)")
+    b.set_defaults(func=cmd_bench)
     sc = sub.add_parser("scores", help="tail the score topic")
     sc.add_argument("--raw", action="store_true", help="print the JSON records as they are")
     sc.set_defaults(func=cmd_scores)

@@ -103,9 +103,14 @@ class JobConfig:
     source_idleness_ms: int = 5_000
     model_dir: str = "models/artifacts"
     model_name: str = "propensity"
+    model_version: int = 0  # 0: the newest version that verifies; N: exactly vN
     learning_rate: float = 0.05
     l2: float = 0.01
     start_from: str = "earliest"  # earliest | committed (resume the consumer group)
+    # at_least_once (default; consumers de-duplicate by event_id) or exactly_once (a
+    # transactional sink, checkpoint-aligned; needs a broker with correct transactions and
+    # consumers reading with isolation.level=read_committed; NOT for the embedded Tansu broker).
+    delivery_guarantee: str = "at_least_once"
     # Keyed state of a customer with no event for this long is dropped (Flink state TTL).
     state_ttl_days: float = 90.0
 

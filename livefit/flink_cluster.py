@@ -190,7 +190,10 @@ def submit(cfg: Config, restore: str | None = None, timeout_s: float = 120) -> s
     out = subprocess.run(submit_command(cfg, restore), env=env, capture_output=True, text=True,
                          timeout=timeout_s)
     if out.returncode != 0:
-        raise RuntimeError(f"flink run failed ({out.returncode}):\n{(out.stdout + out.stderr)[-3000:]}")
+        text = out.stdout + out.stderr
+        start = text.find("Traceback")  # the Python error, not only the Java stack around it
+        raise RuntimeError(f"flink run failed ({out.returncode}):\n"
+                           f"{text[start:start + 3000] if start >= 0 else text[-3000:]}")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         job = running_job(cfg)

@@ -63,8 +63,16 @@ def train(
     dsn: str, model_dir: str, name: str, label_horizon_ms: int, history_len: int,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    t0 = time.monotonic()
+    """Train on the warehouse at ``dsn`` (see the module docstring)."""
     events, products = extract_history(dsn)
+    return train_on_history(events, products, model_dir, name, label_horizon_ms, history_len, say)
+
+
+def train_on_history(
+    events: list[HistoryEvent], products: dict[int, Product], model_dir: str, name: str,
+    label_horizon_ms: int, history_len: int, say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    t0 = time.monotonic()
     if not events:
         raise RuntimeError("the warehouse has no interactions to train on: run 'livefit seed' first")
     end_ms = max(e.ts_ms for e in events)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from models.registry import load_model
+from models.registry import ModelError, load_model, versions
 from udfs.features import FEATURE_NAMES
 from udfs.online import logit
 
@@ -31,6 +31,29 @@ class OfflineModel:
     def load(cls, model_dir: str | Path, name: str, version: int | None = None) -> OfflineModel:
         estimator, manifest = load_model(model_dir, name, version, expected_features=FEATURE_NAMES)
         return cls(estimator, manifest)
+
+    @classmethod
+    def load_for_serving(cls, model_dir: str | Path, name: str, pinned: int = 0,
+                         warn: Any = None) -> OfflineModel:
+        """The pinned version (it must verify), else the newest version that verifies.
+
+        A newer artifact that fails its checks (missing, tampered, other features) is skipped
+        with a warning rather than stopping the job: the version that was serving still can.
+        """
+        if pinned:
+            return cls.load(model_dir, name, pinned)
+        errors = []
+        for version in reversed(versions(model_dir, name)):
+            try:
+                model = cls.load(model_dir, name, version)
+            except ModelError as exc:
+                errors.append(str(exc))
+                if warn is not None:
+                    warn(f"skipping {name} v{version}: {exc}")
+                continue
+            return model
+        raise ModelError("; ".join(errors) or f"no model '{name}' in {Path(model_dir).resolve()}: "
+                         "run 'livefit train' first")
 
     def logit_one(self, x: Sequence[float]) -> float:
         if self._linear is not None:

@@ -87,6 +87,18 @@ def test_flink_run_metrics_model_swap_and_cancel(stack: Stack):
         assert "refused" in tm_logs and "sha256" in tm_logs
         print(f"[cluster] swap to v2 served; tampered v3 refused ({refused:.0f} refusals), v2 kept")
 
+        # Stop with a savepoint and resume from it: keyed state and the chosen model survive.
+        savepoint = fc.stop_with_savepoint(cfg)
+        assert fc.running_job(cfg) is None
+        ids = insert_views(cfg.postgres.dsn, 10)  # written while the job is stopped
+        job_id = fc.submit(cfg, restore=savepoint)
+        col.wait_for("scores after resuming from the savepoint",
+                     lambda: set(ids) <= set(col.by_interaction()), timeout_s=120)
+        resumed = [col.by_interaction()[i] for i in ids]
+        assert {r["model"]["version"] for r in resumed} == {2}  # the swap survived the restart
+        assert any(r["online_updates"] > 0 for r in resumed)  # so did the online models
+        print(f"[cluster] stopped with savepoint {savepoint.rsplit('/', 1)[-1]}, resumed as {job_id}")
+
         assert fc.cancel(cfg) == job_id
         deadline = time.monotonic() + 30
         while fc.rest(cfg, f"/jobs/{job_id}")["state"] != "CANCELED":

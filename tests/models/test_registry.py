@@ -42,6 +42,18 @@ def test_wrong_feature_list_is_refused(tmp_path):
         OfflineModel.load(tmp_path, "propensity")
 
 
+def test_serving_skips_a_bad_newer_version_unless_pinned(tmp_path):
+    save(tmp_path)
+    save(tmp_path)
+    artifact = tmp_path / "propensity" / "v2" / "model.joblib"
+    artifact.write_bytes(artifact.read_bytes() + b"x")
+    warnings = []
+    assert OfflineModel.load_for_serving(tmp_path, "propensity", warn=warnings.append).version == 1
+    assert "v2" in warnings[0] and "sha256" in warnings[0]
+    with pytest.raises(ModelError, match="sha256"):
+        OfflineModel.load_for_serving(tmp_path, "propensity", pinned=2)
+
+
 def test_missing_model_says_what_to_do(tmp_path):
     with pytest.raises(ModelError, match="livefit train"):
         load_model(tmp_path, "propensity")

@@ -18,6 +18,9 @@ public class TopicKeyValueSerializer implements KafkaRecordSerializationSchema<R
         String topic = (String) element.getField(0);
         byte[] key = (byte[]) element.getField(1);
         byte[] value = (byte[]) element.getField(2);
-        return new ProducerRecord<>(topic, null, timestamp, key, value);
+        // No explicit timestamp: the record gets the time it is produced. The element's timestamp
+        // is the event time, months old for snapshot history, and would make time-based retention
+        // delete fresh scores at once; the event time is in the record's JSON.
+        return new ProducerRecord<>(topic, null, null, key, value);
     }
 }

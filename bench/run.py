@@ -1,0 +1,299 @@
+"""`livefit bench [--quick]`: one run, three measurements of the same work, and their ratios.
+
+1. job: the CDC topics preloaded with the workload (no feeder in the way), the job started on
+   them (local execution), throughput = interactions scored / (last score - first score), from
+   the score records' broker timestamps; peak RSS of the job's JVM and Python workers sampled;
+   checkpoint sizes and durations read from Flink's log.
+2. limit and naive: the same records through bench/inprocess.py in this process.
+3. latency: the full embedded stack (PostgreSQL, Debezium, broker, job) with live traffic at a
+   fixed offered rate; commit (source.ts_ms) to score record (broker timestamp), p50/p95/p99.
+Results: a table on stdout and bench/results/<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+from confluent_kafka import Consumer, TopicPartition
+
+from bench.inprocess import SklearnPerEvent, run_loop
+from bench.workload import build_workload
+from livefit.config import Config, DataConfig, load_config
+from livefit.kafka_io import client_conf, ensure_topics, producer
+from livefit.stack import broker, manager
+from livefit.stack.procs import free_port, stop_pid
+from udfs.customer import ScoringParams
+from udfs.scoring import OfflineModel
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+
+
+def _say(msg: str) -> None:
+    print(f"[bench] {msg}", flush=True)
+
+
+class ProcessTreeSampler(threading.Thread):
+    """Peak RSS of a process tree: the JVM and the Python workers, separately."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True, name="rss-sampler")
+        self.pid = pid
+        self.peak = {"jvm_mb": 0.0, "python_workers_mb": 0.0, "job_client_mb": 0.0}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            try:
+                root = psutil.Process(self.pid)
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+            jvm = workers = 0.0
+            for p in procs:
+                try:
+                    rss = p.memory_info().rss / 2**20
+                    name = " ".join(p.cmdline()[:3])
+                except psutil.Error:
+                    continue
+                if "java" in name:
+                    jvm += rss
+                elif p.pid != self.pid:
+                    workers += rss
+            self.peak["jvm_mb"] = max(self.peak["jvm_mb"], round(jvm))
+            self.peak["python_workers_mb"] = max(self.peak["python_workers_mb"], round(workers))
+            try:
+                self.peak["job_client_mb"] = max(self.peak["job_client_mb"], round(root.memory_info().rss / 2**20))
+            except psutil.Error:
+                pass
+
+
+def _scores_consumer(cfg: Config) -> Consumer:
+    c = Consumer(client_conf(cfg.kafka, **{"group.id": f"bench-{time.time_ns()}", "enable.auto.commit": False}))
+    c.assign([TopicPartition(cfg.kafka.scores_topic, 0, 0)])
+    return c
+
+
+def _collect_scores(cfg: Config, want: Callable[[dict[str, dict[str, Any]]], bool], timeout_s: float,
+                    job: Any = None) -> dict[str, dict[str, Any]]:
+    """event_id -> {"broker_ts", "commit_ts"} of every score record, until ``want`` says done."""
+    consumer = _scores_consumer(cfg)
+    seen: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not want(seen):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {len(seen)} scores after {timeout_s:.0f}s")
+            if job is not None and job.poll() is not None:
+                raise RuntimeError(f"the job exited ({job.returncode})")
+            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+                if msg.error() or msg.value() is None:
+                    continue
+                r = json.loads(msg.value())
+                seen.setdefault(r["event_id"], {"broker_ts": msg.timestamp()[1],
+                                                "commit_ts": r["commit_ts"], "snapshot": r["snapshot"]})
+    finally:
+        consumer.close()
+    return seen
+
+
+def _checkpoints(flink_log_dir: Path) -> dict[str, Any]:
+    sizes, durations = [], []
+    pattern = re.compile(r"Completed checkpoint \d+ for job \w+ \((\d+) bytes, .*?(?:completedCheckpointDuration|checkpointDuration)=(\d+) ms")
+    for f in flink_log_dir.glob("*.log*"):
+        for m in pattern.finditer(f.read_text(errors="replace")):
+            sizes.append(int(m.group(1)))
+            durations.append(int(m.group(2)))
+    if not sizes:
+        return {"count": 0}
+    return {"count": len(sizes), "size_bytes_last": sizes[-1], "size_bytes_max": max(sizes),
+            "duration_ms_median": statistics.median(durations), "duration_ms_max": max(durations)}
+
+
+def _pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return round(s[min(len(s) - 1, int(q * len(s)))], 1) if s else float("nan")
+
+
+def _job_env(cfg: Config, run_dir: Path) -> dict[str, str]:
+    return {**os.environ, "LIVEFIT_STACK__RUN_DIR": str(run_dir),
+            "LIVEFIT_JOB__PARALLELISM": str(cfg.job.parallelism),
+            "LIVEFIT_JOB__CHECKPOINT_INTERVAL_MS": str(cfg.job.checkpoint_interval_ms)}
+
+
+def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str], None]) -> dict[str, Any]:
+    from livefit.cli import start_job
+    from models.train import train_on_history
+
+    workload = build_workload(cfg, data)
+    say(f"workload: {len(workload.records)} change events, {workload.interactions} interactions")
+    port = free_port()
+    broker_pid = broker.start(port, run_dir / "logs" / "tansu.log")
+    cfg.kafka.bootstrap_servers = f"127.0.0.1:{port}"
+    job = sampler = None
+    try:
+        ensure_topics(cfg.kafka, cfg.kafka.all_topics())
+        prod = producer(cfg.kafka, **{"linger.ms": 50, "batch.num.messages": 10_000})
+        for topic, key, value, ts in workload.records:
+            while True:
+                try:
+                    prod.produce(topic, key=key, value=value, timestamp=ts)
+                    break
+                except BufferError:
+                    prod.poll(0.1)
+        assert prod.flush(120) == 0
+        say(f"preloaded the CDC topics on 127.0.0.1:{port}")
+        cfg.job.model_dir = str(run_dir / "models")
+        train_on_history(workload.history, workload.products, cfg.job.model_dir, cfg.job.model_name,
+                         int(cfg.job.label_horizon_s * 1000), cfg.job.history_len, say=lambda m: None)
+        model = OfflineModel.load(cfg.job.model_dir, cfg.job.model_name)
+        params = ScoringParams(int(cfg.job.label_horizon_s * 1000), cfg.job.history_len,
+                               cfg.job.learning_rate, cfg.job.l2)
+
+        limit = run_loop(workload, model, params, cfg.job.max_out_of_orderness_ms)
+        say(f"in-process limit: {limit['eps']:,.0f} interactions/s")
+        naive_n = min(workload.interactions, 3000)
+        naive = run_loop(workload, SklearnPerEvent(model.estimator, model.manifest), params,
+                         cfg.job.max_out_of_orderness_ms, max_interactions=naive_n)
+        say(f"naive (sklearn per event, first {naive_n} interactions): {naive['eps']:,.0f} interactions/s")
+
+        t_submit = time.time()
+        job = start_job(cfg, run_dir / "logs" / "job.log", env=_job_env(cfg, run_dir))
+        sampler = ProcessTreeSampler(job.pid)
+        sampler.start()
+        scores = _collect_scores(cfg, lambda s: len(s) >= workload.interactions, timeout_s=1800, job=job)
+        ts = sorted(v["broker_ts"] for v in scores.values())
+        span = (ts[-1] - ts[0]) / 1000
+        job_eps = workload.interactions / span if span > 0 else float("nan")
+        time.sleep(max(0.0, cfg.job.checkpoint_interval_ms / 1000 * 1.5))  # one more checkpoint
+        say(f"job: {job_eps:,.0f} interactions/s over {span:.1f}s (first score {ts[0] / 1000 - t_submit:.0f}s after start)")
+    finally:
+        if sampler is not None:
+            sampler.stop.set()
+        if job is not None:
+            stop_pid(job.pid, timeout_s=30)
+        stop_pid(broker_pid)
+    return {
+        "events": len(workload.records), "interactions": workload.interactions,
+        "job_eps": round(job_eps, 1), "job_seconds": round(span, 1),
+        "limit_eps": limit["eps"], "naive_eps": naive["eps"],
+        "ratio_job_limit": round(job_eps / limit["eps"], 4),
+        "ratio_job_naive": round(job_eps / naive["eps"], 2),
+        "limit": limit, "naive": naive,
+        "memory_peak": sampler.peak if sampler else {},
+        "checkpoints": _checkpoints(run_dir / "logs" / "flink"),
+        "state_bytes_per_customer": {"mean": limit["state_bytes_per_customer_mean"],
+                                     "max": limit["state_bytes_per_customer_max"],
+                                     "how": "pickled CustomerState, in-process loop"},
+    }
+
+
+def measure_latency(cfg: Config, run_dir: Path, rate: float, seconds: float,
+                    say: Callable[[str], None]) -> dict[str, Any]:
+    """Commit to score with the whole path: PostgreSQL -> Debezium -> broker -> job -> broker."""
+    from livefit import datagen
+    from livefit.cli import start_job
+    from models.train import train
+
+    cfg.stack.run_dir = str(run_dir)
+    cfg.kafka.bootstrap_servers = ""
+    cfg.postgres.dsn = ""
+    cfg.data = DataConfig(customers=300, products=100, history_days=20)
+    job = None
+    try:
+        manager.up(cfg, seed=lambda r: datagen.seed(r.postgres.dsn, r.data, say=lambda m: None))
+        r = cfg.resolved()
+        r.job.model_dir = str(run_dir / "models")
+        train(r.postgres.dsn, r.job.model_dir, r.job.model_name, int(r.job.label_horizon_s * 1000),
+              r.job.history_len, say=lambda m: None)
+        job = start_job(r, run_dir / "logs" / "job.log", env=_job_env(r, run_dir))
+        _collect_scores(r, lambda s: len(s) > 0, timeout_s=240, job=job)  # job up, snapshot flowing
+        time.sleep(5)
+        t0 = time.time() * 1000
+        counts = datagen.traffic(r.postgres.dsn, r.data, rate, duration_s=seconds)
+        achieved = counts["interactions"] / seconds
+        scores = _collect_scores(
+            r, lambda s: sum(1 for v in s.values() if not v["snapshot"] and v["commit_ts"] >= t0) >= counts["interactions"],
+            timeout_s=300, job=job)
+        lat = [v["broker_ts"] - v["commit_ts"] for v in scores.values() if not v["snapshot"] and v["commit_ts"] >= t0]
+        out = {"offered_rate": rate, "achieved_rate": round(achieved, 1), "seconds": seconds,
+               "scored": len(lat), "p50": _pct(lat, 0.5), "p95": _pct(lat, 0.95), "p99": _pct(lat, 0.99)}
+        say(f"latency at {achieved:,.0f}/s offered: p50 {out['p50']} ms, p95 {out['p95']} ms, p99 {out['p99']} ms")
+        return out
+    finally:
+        if job is not None:
+            stop_pid(job.pid, timeout_s=30)
+        manager.down(cfg)
+
+
+def run(quick: bool, events: int | None = None, out_dir: Path = RESULTS,
+        latency_rates: tuple[float, ...] | None = None, say: Callable[[str], None] = _say) -> dict[str, Any]:
+    cfg = load_config()
+    base = REPO / ".livefit" / f"bench-{os.getpid()}"
+    shutil.rmtree(base, ignore_errors=True)
+    customers = max(50, (events or (12_000 if quick else 200_000)) // 30)
+    data = DataConfig(customers=customers, products=300, history_days=60)
+    started = time.time()
+    try:
+        result = measure_job(cfg, base / "job", data, say)
+        rates = latency_rates if latency_rates is not None else ((300.0,) if quick else (1000.0, 5000.0))
+        result["latency_ms"] = {}
+        for rate in rates:
+            lat_cfg = load_config()
+            result["latency_ms"][str(int(rate))] = measure_latency(
+                lat_cfg, base / f"latency-{int(rate)}", rate, 20 if quick else 60, say)
+        first = next(iter(result["latency_ms"].values()), None)
+        if first:
+            result["latency_ms"].update({k: first[k] for k in ("p50", "p95", "p99")})
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    result["config"] = {
+        "parallelism": cfg.job.parallelism, "execution_mode": "local execution, python process mode",
+        "bundle_size": 1000, "bundle_time_ms": 100, "state_backend": "hashmap",
+        "checkpoint_interval_ms": cfg.job.checkpoint_interval_ms, "quick": quick,
+    }
+    result["machine"] = {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30),
+                         "python": platform.python_version(), "platform": platform.platform()}
+    result["wall_seconds"] = round(time.time() - started)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = out_dir / f"bench-{'quick-' if quick else ''}{stamp}.json"
+    path.write_text(json.dumps(result, indent=2))
+    print_table(result)
+    say(f"results: {path}")
+    return result
+
+
+def print_table(r: dict[str, Any]) -> None:
+    rows = [
+        ("job throughput (interactions/s)", f"{r['job_eps']:,.0f}"),
+        ("in-process limit (interactions/s)", f"{r['limit_eps']:,.0f}"),
+        ("naive: sklearn per event (interactions/s)", f"{r['naive_eps']:,.0f}"),
+        ("job / limit", f"{r['ratio_job_limit']:.3f}"),
+        ("job / naive", f"{r['ratio_job_naive']:.2f}"),
+        ("latency commit->score p50 / p95 / p99 (ms)",
+         f"{r['latency_ms'].get('p50')} / {r['latency_ms'].get('p95')} / {r['latency_ms'].get('p99')}"),
+        ("peak RSS: JVM / Python workers (MB)",
+         f"{r['memory_peak'].get('jvm_mb')} / {r['memory_peak'].get('python_workers_mb')}"),
+        ("checkpoints: last size (bytes) / median duration (ms)",
+         f"{r['checkpoints'].get('size_bytes_last')} / {r['checkpoints'].get('duration_ms_median')}"),
+        ("state per customer, pickled: mean / max (bytes)",
+         f"{r['state_bytes_per_customer']['mean']} / {r['state_bytes_per_customer']['max']}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print()
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}")
+    print()

@@ -1,0 +1,63 @@
+"""A benchmark workload: the seeded generator's history as Debezium change events, exactly as
+Debezium writes them (envelope, key, topic), so the CDC topics can be preloaded and the job
+measured without the feeder in the way."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from livefit.config import Config, DataConfig
+from livefit.datagen import build_world, generate_history
+from udfs.features import Product
+from udfs.replay import HistoryEvent
+
+
+@dataclass
+class Workload:
+    records: list[tuple[str, bytes, bytes, int]]  # (topic, key, value, timestamp_ms), time order
+    history: list[HistoryEvent]
+    products: dict[int, Product]
+    interactions: int
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def build_workload(cfg: Config, data: DataConfig) -> Workload:
+    end = datetime(2026, 11, 1, tzinfo=UTC)  # fixed anchor: the same bytes every run
+    world = build_world(data, end)
+    interactions, orders = generate_history(world, data)
+    rows: list[tuple[datetime, str, dict[str, Any]]] = []
+    for p in world.products:
+        rows.append((p["created_at"], "products", {**p, "created_at": _iso(p["created_at"]),
+                                                    "updated_at": _iso(p["created_at"])}))
+    for c in world.customers:
+        rows.append((c["created_at"], "customers", {**c, "created_at": _iso(c["created_at"])}))
+    for i, (t, cid, pid, kind) in enumerate(interactions, 1):
+        rows.append((t, "interactions", {"id": i, "customer_id": cid, "product_id": pid,
+                                         "kind": kind, "created_at": _iso(t)}))
+    for i, (t, cid, pid, qty, amount) in enumerate(orders, 1):
+        rows.append((t, "orders", {"id": i, "customer_id": cid, "product_id": pid, "quantity": qty,
+                                   "amount": amount, "status": "new", "created_at": _iso(t)}))
+    rows.sort(key=lambda r: r[0])
+    records = []
+    for lsn, (t, table, row) in enumerate(rows, start=10_000_000):
+        ts = int(t.timestamp() * 1000)
+        env = {"before": None, "after": row,
+               "source": {"version": "3.6.3.Final", "connector": "postgresql", "name": "shop",
+                          "ts_ms": ts, "snapshot": "false", "db": "shop", "schema": "public",
+                          "table": table, "txId": lsn, "lsn": lsn * 8},
+               "transaction": None, "op": "c", "ts_ms": ts}
+        records.append((cfg.kafka.cdc_topic(table), json.dumps({"id": row["id"]}).encode(),
+                        json.dumps(env, separators=(",", ":")).encode(), ts))
+    history = [HistoryEvent(int(t.timestamp() * 1000), "interactions", i, cid, pid, kind=kind)
+               for i, (t, cid, pid, kind) in enumerate(interactions, 1)]
+    history += [HistoryEvent(int(t.timestamp() * 1000), "orders", i, cid, pid, amount=amount)
+                for i, (t, cid, pid, _q, amount) in enumerate(orders, 1)]
+    products = {p["id"]: Product(p["id"], p["category"], p["color"], float(p["price"]))
+                for p in world.products}
+    return Workload(records, history, products, len(interactions))
