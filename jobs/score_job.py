@@ -139,7 +139,11 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             descriptor.enable_time_to_live(
                 StateTtlConfig.new_builder(Time.milliseconds(self.state_ttl_ms))
                 .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
-                .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+                # Not NeverReturnExpired: with it PyFlink turns off its Python-side state cache
+                # and every read and write becomes a blocking round trip to the JVM (measured:
+                # ~25 % of the job's time). For an inactivity cleanup, a stale state that was
+                # not cleaned up yet is harmless.
+                .set_state_visibility(StateTtlConfig.StateVisibility.ReturnExpiredIfNotCleanedUp)
                 .build())
         self.state = runtime_context.get_state(descriptor)
         model = OfflineModel.load_for_serving(self.model_dir, self.model_name, self.model_version,
