@@ -306,6 +306,14 @@ def kafka_sink(cfg: Config) -> KafkaSink:
     return builder.build()
 
 
+def _python_execution_mode(env: StreamExecutionEnvironment) -> str:
+    """What Flink will actually use (the cluster's config under `flink run`), not livefit's."""
+    jvm = get_gateway().jvm
+    option = (jvm.org.apache.flink.configuration.ConfigOptions.key("python.execution-mode")
+              .stringType().defaultValue("process"))
+    return str(env._j_stream_execution_environment.getConfiguration().get(option))
+
+
 def event_time_watermarks(cfg: Config) -> WatermarkStrategy:
     """Per-split watermarks on the change's own time (see ChangeEventTimeAssigner.java): a Python
     assigner would run after the source and lose the per-topic view, letting one topic's progress
@@ -326,14 +334,21 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
                           output_type=Types.PICKLED_BYTE_ARRAY())
               .name("parse-debezium").uid("parse-debezium"))
     products = parsed.get_side_output(BROADCAST).broadcast(PRODUCTS, MODEL_CHOICE)
+    ttl_ms = int(j.state_ttl_days * 86_400_000)
+    if _python_execution_mode(env) == "thread" and ttl_ms:
+        # PyFlink 2.3 in thread mode converts a StateTtlConfig to Java through py4j, which does
+        # not exist inside the TaskManager (FileNotFoundError launching a gateway): the operator
+        # never starts. Run without TTL there, and say so.
+        _announce("WARNING python thread mode: state TTL is unavailable (PyFlink 2.3), "
+                  "inactive customers are not expired")
+        ttl_ms = 0
     params = ScoringParams(label_horizon_ms=int(j.label_horizon_s * 1000), history_len=j.history_len,
                            learning_rate=j.learning_rate, l2=j.l2)
     scores = (parsed
               .key_by(lambda ev: ev.customer_id, key_type=Types.LONG())
               .connect(products)
               .process(ScoreAndLearn(str(Path(j.model_dir).resolve()), j.model_name, j.model_version, params,
-                                     k.scores_topic, k.deadletter_topic, k.labels_topic,
-                                     int(j.state_ttl_days * 86_400_000)),
+                                     k.scores_topic, k.deadletter_topic, k.labels_topic, ttl_ms),
                       output_type=KAFKA_OUT)
               .name("score-and-learn").uid("score-and-learn"))
     (scores.union(parsed.get_side_output(DEAD_LETTERS))
