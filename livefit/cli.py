@@ -298,8 +298,8 @@ def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
     watcher: ScoreWatcher | None = None
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        if not cfg.stack_file.exists() or not manager.status(cfg).get("postgres_dsn") or \
-                manager.status(cfg).get("feeder") is not True:
+        status = manager.status(cfg)
+        if not status.get("postgres_dsn") or status.get("feeder") is not True:
             _say("[demo] starting the embedded stack (PostgreSQL, Tansu, Debezium) and seeding history")
 
             manager.up(cfg, seed=_seed_if_empty)

@@ -187,9 +187,12 @@ class CustomerLogic:
         pid, ts = int(row["product_id"]), ev.event_ts_ms
         state.profile.observe_order(product, pid, float(row["amount"]), ts, self.params.history_len)
         horizon = self.params.label_horizon_ms
-        hits = [p for p in state.pending if p.product_id == pid and p.ts_ms <= ts <= p.ts_ms + horizon]
+        hits: list[PendingLabel] = []
+        still_pending: list[PendingLabel] = []
+        for p in state.pending:
+            (hits if p.product_id == pid and p.ts_ms <= ts <= p.ts_ms + horizon else still_pending).append(p)
         if hits:
-            state.pending = [p for p in state.pending if not (p.product_id == pid and p.ts_ms <= ts <= p.ts_ms + horizon)]
+            state.pending = still_pending
             for p in sorted(hits, key=lambda p: p.ts_ms):
                 self._learn(state, p, 1, out)
         state.recent_orders.append((pid, ts))
@@ -216,8 +219,8 @@ class CustomerLogic:
         return out
 
     def _learn(self, state: CustomerState, p: PendingLabel, y: int, out: Outcome) -> None:
-        p_before = state.online.predict_proba_one(p.x, p.offline_logit)
-        state.online.learn_one(p.x, p.offline_logit, y, self.params.learning_rate, self.params.l2)
+        p_before = state.online.learn_one(p.x, p.offline_logit, y, self.params.learning_rate,
+                                          self.params.l2)
         if y:
             state.positives += 1
         else:

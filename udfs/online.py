@@ -9,7 +9,8 @@ it) and a step size that decays as ``lr / sqrt(1 + n/10)``. Plain numpy: sklearn
 >>> m = OnlineResidual.zeros(2)
 >>> m.predict_proba_one([1.0, 0.0], offline_logit=0.0)
 0.5
->>> m.learn_one([1.0, 0.0], offline_logit=0.0, y=1, lr=0.1, l2=0.0)
+>>> m.learn_one([1.0, 0.0], offline_logit=0.0, y=1, lr=0.1, l2=0.0)  # p before the step
+0.5
 >>> m.w.tolist(), m.b, m.n_updates     # g = p - y = -0.5; w -= 0.1 * g * x; b -= 0.1 * g
 ([0.05, 0.0], 0.05, 1)
 """
@@ -54,11 +55,16 @@ class OnlineResidual:
     def learn_one(
         self, x: Sequence[float] | np.ndarray, offline_logit: float, y: int,
         lr: float = 0.05, l2: float = 0.01,
-    ) -> None:
-        """One SGD step on log loss for label ``y`` (1 = bought within the horizon)."""
+    ) -> float:
+        """One SGD step on log loss for label ``y`` (1 = bought within the horizon).
+
+        Returns the probability the model gave just before the step.
+        """
         xv = np.asarray(x, dtype=np.float64)
-        g = self.predict_proba_one(xv, offline_logit) - float(y)
+        p = self.predict_proba_one(xv, offline_logit)
+        g = p - float(y)
         step = lr / math.sqrt(1.0 + self.n_updates / 10.0)
         self.w -= step * (g * xv + l2 * self.w)
         self.b -= step * g
         self.n_updates += 1
+        return p
