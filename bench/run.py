@@ -28,14 +28,13 @@ from typing import Any
 import psutil
 from confluent_kafka import Consumer, TopicPartition
 
-from bench.inprocess import SklearnPerEvent, run_loop
+from bench.inprocess import naive_logic, run_loop
 from bench.workload import build_workload
 from livefit.config import Config, DataConfig, load_config
 from livefit.kafka_io import client_conf, ensure_topics, producer
 from livefit.stack import broker, manager
 from livefit.stack.procs import free_port, stop_pid
-from udfs.customer import ScoringParams
-from udfs.scoring import OfflineModel
+from udfs.customer import CustomerLogic, ScoringParams
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -102,6 +101,8 @@ def _collect_scores(cfg: Config, want: Callable[[dict[str, dict[str, Any]]], boo
                 if msg.error() or msg.value() is None:
                     continue
                 r = json.loads(msg.value())
+                if r.get("kind") != "interaction":
+                    continue  # order anomaly scores: measured as part of the work, counted apart
                 seen.setdefault(r["event_id"], {"broker_ts": msg.timestamp()[1],
                                                 "commit_ts": r["commit_ts"], "snapshot": r["snapshot"]})
     finally:
@@ -158,15 +159,15 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
         cfg.job.model_dir = str(run_dir / "models")
         train_on_history(workload.history, workload.products, cfg.job.model_dir, cfg.job.model_name,
                          int(cfg.job.label_horizon_s * 1000), cfg.job.history_len, say=lambda m: None)
-        model = OfflineModel.load(cfg.job.model_dir, cfg.job.model_name)
-        params = ScoringParams(int(cfg.job.label_horizon_s * 1000), cfg.job.history_len,
-                               cfg.job.learning_rate, cfg.job.l2)
-
-        limit = run_loop(workload, model, params, cfg.job.max_out_of_orderness_ms)
+        logic = CustomerLogic.for_serving(
+            cfg.job.model_dir, cfg.job.model_name, 0, cfg.job.anomaly_model_name,
+            ScoringParams(int(cfg.job.label_horizon_s * 1000), cfg.job.history_len,
+                          cfg.job.online_prior_precision))
+        limit = run_loop(workload, logic, cfg.job.max_out_of_orderness_ms)
         say(f"in-process limit: {limit['eps']:,.0f} interactions/s")
         naive_n = min(workload.interactions, 3000)
-        naive = run_loop(workload, SklearnPerEvent(model.estimator, model.manifest), params,
-                         cfg.job.max_out_of_orderness_ms, max_interactions=naive_n)
+        naive = run_loop(workload, naive_logic(logic), cfg.job.max_out_of_orderness_ms,
+                         max_interactions=naive_n)
         say(f"naive (sklearn per event, first {naive_n} interactions): {naive['eps']:,.0f} interactions/s")
 
         t_submit = time.time()

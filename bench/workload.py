@@ -21,6 +21,7 @@ class Workload:
     history: list[HistoryEvent]
     products: dict[int, Product]
     interactions: int
+    anomalous_order_ids: set[int]  # ground truth: orders the generator made abnormal
 
 
 def _iso(ts: datetime) -> str:
@@ -30,7 +31,7 @@ def _iso(ts: datetime) -> str:
 def build_workload(cfg: Config, data: DataConfig) -> Workload:
     end = datetime(2026, 11, 1, tzinfo=UTC)  # fixed anchor: the same bytes every run
     world = build_world(data, end)
-    interactions, orders = generate_history(world, data)
+    interactions, orders, anomalous = generate_history(world, data)
     rows: list[tuple[datetime, str, dict[str, Any]]] = []
     for p in world.products:
         rows.append((p["created_at"], "products", {**p, "created_at": _iso(p["created_at"]),
@@ -56,8 +57,10 @@ def build_workload(cfg: Config, data: DataConfig) -> Workload:
                         json.dumps(env, separators=(",", ":")).encode(), ts))
     history = [HistoryEvent(int(t.timestamp() * 1000), "interactions", i, cid, pid, kind=kind)
                for i, (t, cid, pid, kind) in enumerate(interactions, 1)]
-    history += [HistoryEvent(int(t.timestamp() * 1000), "orders", i, cid, pid, amount=amount)
-                for i, (t, cid, pid, _q, amount) in enumerate(orders, 1)]
+    history += [HistoryEvent(int(t.timestamp() * 1000), "orders", i, cid, pid, amount=amount,
+                             quantity=qty)
+                for i, (t, cid, pid, qty, amount) in enumerate(orders, 1)]
     products = {p["id"]: Product(p["id"], p["category"], p["color"], float(p["price"]))
                 for p in world.products}
-    return Workload(records, history, products, len(interactions))
+    return Workload(records, history, products, len(interactions),
+                    {i for i, row in enumerate(orders, 1) if row in anomalous})

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import signal
 import sys
@@ -56,6 +55,7 @@ from udfs.customer import CustomerLogic, CustomerState, Outcome, ScoringParams
 from udfs.envelope import ChangeEvent, DeadLetter, Tombstone, parse_record
 from udfs.features import Product
 from udfs.online import sigmoid
+from udfs.quality import RollingQuality, metrics_record
 from udfs.scoring import OfflineModel
 
 log = logging.getLogger("livefit.job")
@@ -122,16 +122,21 @@ class ParseChangeEvents(ProcessFunction):
 class ScoreAndLearn(KeyedBroadcastProcessFunction):
     """Per customer: features + warm-up history in keyed state, score, resolve labels, learn."""
 
-    def __init__(self, model_dir: str, model_name: str, model_version: int, params: ScoringParams,
-                 scores_topic: str, deadletter_topic: str, labels_topic: str, state_ttl_ms: int):
+    def __init__(self, model_dir: str, model_name: str, model_version: int, anomaly_name: str,
+                 params: ScoringParams, topics: dict[str, str], state_ttl_ms: int,
+                 quality_window: int, metrics_every: int):
         self.state_ttl_ms = state_ttl_ms
         self.model_dir = model_dir
         self.model_name = model_name
         self.model_version = model_version
+        self.anomaly_name = anomaly_name
         self.params = params
-        self.scores_topic = scores_topic
-        self.deadletter_topic = deadletter_topic
-        self.labels_topic = labels_topic
+        self.scores_topic = topics["scores"]
+        self.deadletter_topic = topics["deadletter"]
+        self.labels_topic = topics["labels"]
+        self.metrics_topic = topics["metrics"]
+        self.quality_window = quality_window
+        self.metrics_every = metrics_every
 
     def open(self, runtime_context: RuntimeContext) -> None:
         descriptor = ValueStateDescriptor("customer", Types.PICKLED_BYTE_ARRAY())
@@ -146,21 +151,29 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                 .set_state_visibility(StateTtlConfig.StateVisibility.ReturnExpiredIfNotCleanedUp)
                 .build())
         self.state = runtime_context.get_state(descriptor)
-        model = OfflineModel.load_for_serving(self.model_dir, self.model_name, self.model_version,
-                                              warn=log.warning)
-        self.logic = CustomerLogic(model, self.params)
+        self.logic = CustomerLogic.for_serving(self.model_dir, self.model_name, self.model_version,
+                                               self.anomaly_name, self.params, warn=log.warning)
+        model = self.logic.model
+        self.subtask = runtime_context.get_index_of_this_subtask()
         self.choice_checked = False
         metrics = runtime_context.get_metrics_group()
         self.swaps = metrics.counter("model_swaps")
         self.swaps_refused = metrics.counter("model_swaps_refused")
         self.customers = 0
         metrics.gauge("customers_tracked", lambda: self.customers)
-        # Rolling quality of resolved labels: exponentially weighted log loss (x1000, gauges are
-        # read as integers by some reporters) of the offline model alone and of offline + online.
-        self.logloss = {"offline": 0.0, "online": 0.0}
-        self.labels_seen = 0
-        metrics.gauge("logloss_offline_x1000", lambda: int(self.logloss["offline"] * 1000))
-        metrics.gauge("logloss_online_x1000", lambda: int(self.logloss["online"] * 1000))
+        # Rolling quality over the last labels this subtask resolved, of the offline model alone
+        # and of offline + online, as gauges (x1000: some reporters read integers) and, every
+        # metrics_every labels, as a record on the metrics topic.
+        self.quality = RollingQuality(self.quality_window)
+        self.quality_summary: dict[str, dict[str, Any]] = {}
+        for m in ("offline", "online"):
+            for stat in ("log_loss", "roc_auc", "calibration_error"):
+                metrics.gauge(f"{stat.replace('roc_', '').replace('log_', 'log')}_{m}_x1000",
+                              lambda m=m, stat=stat: int(
+                                  (self.quality_summary.get(m, {}).get(stat) or 0.0) * 1000))
+        self.labels_resolved = metrics.counter("labels_resolved")
+        self.orders_scored = metrics.counter("orders_scored")
+        self.orders_anomalous = metrics.counter("orders_anomalous")
         self.scored = metrics.counter("events_scored")
         self.updates = metrics.counter("sgd_updates")
         self.dead = metrics.counter("events_dead_lettered")
@@ -174,23 +187,30 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
     def _emit(self, outcome: Outcome) -> Iterable[Row]:
         for record in outcome.records:
             self.scored.inc()
+            if record["kind"] == "order":
+                self.orders_scored.inc()
+                if record["anomalous"]:
+                    self.orders_anomalous.inc()
             self.last_latency_ms = record["scored_at"] - record["commit_ts"]
             yield Row(self.scores_topic, str(record["customer_id"]).encode(),
                       json.dumps(record, separators=(",", ":")).encode())
         for label in outcome.labels:
-            self._track_quality(label)
             yield Row(self.labels_topic, str(label["customer_id"]).encode(),
                       json.dumps(label, separators=(",", ":")).encode())
+            yield from self._track_quality(label)
         self.updates.inc(outcome.learned)
 
-    def _track_quality(self, label: dict[str, Any]) -> None:
+    def _track_quality(self, label: dict[str, Any]) -> Iterable[Row]:
         y = label["label"]
-        self.labels_seen += 1
-        alpha = max(0.001, 1.0 / self.labels_seen)
-        for name, p in (("offline", sigmoid(label["offline_logit"])), ("online", label["p_online_before"])):
-            p = min(max(p, 1e-6), 1 - 1e-6)
-            loss = -math.log(p if y else 1.0 - p)
-            self.logloss[name] += alpha * (loss - self.logloss[name])
+        self.quality.add("offline", sigmoid(label["offline_logit"]), y)
+        self.quality.add("online", label["p_online"], y)
+        self.labels_resolved.inc()
+        if self.quality.seen["online"] % self.metrics_every == 0:
+            self.quality_summary = self.quality.summary()
+            record = metrics_record(self.quality_summary, self.subtask, label["model"],
+                                    int(time.time() * 1000))
+            yield Row(self.metrics_topic, f"subtask-{self.subtask}".encode(),
+                      json.dumps(record, separators=(",", ":")).encode())
 
     def _use_model(self, choice: ModelChoice) -> bool:
         """Swap the offline model between two events; refuse anything that does not verify."""
@@ -343,12 +363,15 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
                   "inactive customers are not expired")
         ttl_ms = 0
     params = ScoringParams(label_horizon_ms=int(j.label_horizon_s * 1000), history_len=j.history_len,
-                           learning_rate=j.learning_rate, l2=j.l2)
+                           prior_precision=j.online_prior_precision)
     scores = (parsed
               .key_by(lambda ev: ev.customer_id, key_type=Types.LONG())
               .connect(products)
-              .process(ScoreAndLearn(str(Path(j.model_dir).resolve()), j.model_name, j.model_version, params,
-                                     k.scores_topic, k.deadletter_topic, k.labels_topic, ttl_ms),
+              .process(ScoreAndLearn(str(Path(j.model_dir).resolve()), j.model_name, j.model_version,
+                                     j.anomaly_model_name, params,
+                                     {"scores": k.scores_topic, "deadletter": k.deadletter_topic,
+                                      "labels": k.labels_topic, "metrics": k.metrics_topic},
+                                     ttl_ms, j.quality_window_labels, j.metrics_every_labels),
                       output_type=KAFKA_OUT)
               .name("score-and-learn").uid("score-and-learn"))
     (scores.union(parsed.get_side_output(DEAD_LETTERS))

@@ -45,6 +45,7 @@ class KafkaConfig:
     scores_topic: str = "livefit.scores"
     deadletter_topic: str = "livefit.deadletter"
     labels_topic: str = "livefit.labels"  # resolved examples (features + label), for retraining
+    metrics_topic: str = "livefit.metrics"  # rolling model quality (offline vs online)
     control_topic: str = "livefit.control"  # operator commands, e.g. which model version to serve
     partitions: int = 1
     replication_factor: int = 1
@@ -64,7 +65,7 @@ class KafkaConfig:
 
     def all_topics(self) -> list[str]:
         return [*self.cdc_topics(), self.scores_topic, self.deadletter_topic, self.labels_topic,
-                self.control_topic]
+                self.metrics_topic, self.control_topic]
 
 
 @dataclass
@@ -103,9 +104,11 @@ class JobConfig:
     source_idleness_ms: int = 5_000
     model_dir: str = "models/artifacts"
     model_name: str = "propensity"
+    anomaly_model_name: str = "order_anomaly"
+    quality_window_labels: int = 2000  # rolling quality over the last N labels (per subtask)
+    metrics_every_labels: int = 500  # publish a quality record to the metrics topic this often
     model_version: int = 0  # 0: the newest version that verifies; N: exactly vN
-    learning_rate: float = 0.05
-    l2: float = 0.01
+    online_prior_precision: float = 100.0  # of the per-customer residual's weights (udfs.online)
     start_from: str = "earliest"  # earliest | committed (resume the consumer group)
     # at_least_once (default; consumers de-duplicate by event_id) or exactly_once (a
     # transactional sink, checkpoint-aligned; needs a broker with correct transactions and
@@ -133,6 +136,7 @@ class DataConfig:
     history_days: int = 60
     sessions_per_customer: float = 10.0  # mean over the history window
     new_customers_share: float = 0.15  # customers who sign up in the last week of history
+    anomalous_orders_share: float = 0.02  # orders that are not normal shopping (see datagen)
 
 
 @dataclass

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -42,13 +42,19 @@ class World:
     taste_col: np.ndarray
     price_pref: np.ndarray  # preferred log price
     price_sens: np.ndarray
-    bias: np.ndarray  # personal propensity to buy
+    bias: np.ndarray  # personal propensity to buy, at the start of history
+    bias_late: np.ndarray  # where it drifts to (people's circumstances change)
+    kind_sens: np.ndarray  # how much engagement (click, cart) predicts a purchase for this person
     start: datetime
     end: datetime
 
     def taste_at(self, c: int, frac: float) -> np.ndarray:
         f = min(max(frac, 0.0), 1.5) * 0.5
         return (1 - f) * self.taste_cat[c] + f * self.taste_cat_late[c]
+
+    def bias_at(self, c: int, frac: float) -> float:
+        f = min(max(frac, 0.0), 1.5) * 0.5
+        return float((1 - f) * self.bias[c] + f * self.bias_late[c])
 
     def add_customer(self, rng: np.random.Generator, created_at: datetime) -> int:
         c = len(self.customers)
@@ -64,6 +70,8 @@ class World:
         self.price_pref = np.append(self.price_pref, math.log(40.0) + 0.5 * seg + rng.normal(0, 0.3))
         self.price_sens = np.append(self.price_sens, rng.uniform(0.3, 1.5))
         self.bias = np.append(self.bias, rng.normal(0, 0.8))
+        self.bias_late = np.append(self.bias_late, self.bias[-1] + rng.normal(0, 1.0))
+        self.kind_sens = np.append(self.kind_sens, rng.lognormal(0.0, 0.5))
         return c
 
 
@@ -79,7 +87,7 @@ def build_world(cfg: DataConfig, end: datetime) -> World:
                          "category": CATEGORIES[cat], "color": COLORS[col], "price": price,
                          "created_at": start - timedelta(days=30)})
     world = World(products, [], np.zeros((0, 8)), np.zeros((0, 8)), np.zeros((0, 8)),
-                  np.zeros(0), np.zeros(0), np.zeros(0), start, end)
+                  np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), start, end)
     span = (end - start).total_seconds()
     for _ in range(cfg.customers):
         if rng.random() < cfg.new_customers_share:
@@ -117,12 +125,18 @@ class Shopper:
         kind_logits = np.array([0.0, -1.0 + 0.4 * fit, -2.2 + 0.6 * fit])
         kp = np.exp(kind_logits - kind_logits.max())
         k = int(self.rng.choice(3, p=kp / kp.sum()))
-        z = -3.6 + w.bias[c] + fit + KIND_EFFECT[k]
+        z = -3.6 + w.bias_at(c, frac) + fit + w.kind_sens[c] * KIND_EFFECT[k]
         return KINDS[k], bool(self.rng.random() < 1.0 / (1.0 + math.exp(-z)))
 
 
-def generate_history(world: World, cfg: DataConfig) -> tuple[list[tuple], list[tuple]]:
-    """(interactions, orders) of the history window, each sorted by time."""
+class History(NamedTuple):
+    interactions: list[tuple]  # (created_at, customer_id, product_id, kind), by time
+    orders: list[tuple]  # (created_at, customer_id, product_id, quantity, amount), by time
+    anomalous_orders: set[tuple]  # the rows of ``orders`` that are not normal shopping (ground truth)
+
+
+def generate_history(world: World, cfg: DataConfig) -> History:
+    """Interactions and orders of the history window, each sorted by time."""
     rng = np.random.default_rng(cfg.seed + 1)
     shop = Shopper(world, rng)
     log_price = shop.log_prices()
@@ -135,6 +149,8 @@ def generate_history(world: World, cfg: DataConfig) -> tuple[list[tuple], list[t
         n_sessions = int(rng.poisson(cfg.sessions_per_customer * max(active_s / span, 0.05)))
         for _ in range(max(n_sessions, 1)):
             t = active_from + timedelta(seconds=float(rng.uniform(0, max(active_s - 600, 1))))
+            if t.hour < 7 and rng.random() < 0.8 and t + timedelta(hours=9) < world.end:
+                t += timedelta(hours=9)  # people shop mostly by day
             for _ in range(1 + int(rng.poisson(2.0))):
                 frac = (t - world.start).total_seconds() / span
                 p = shop.pick_product(c, frac)
@@ -146,9 +162,42 @@ def generate_history(world: World, cfg: DataConfig) -> tuple[list[tuple], list[t
                     orders.append((t + timedelta(seconds=delay), cust["id"], world.products[p]["id"],
                                    qty, round(world.products[p]["price"] * qty, 2)))
                 t += timedelta(seconds=float(rng.uniform(5, 60)))
+    anomalous = _anomalous_orders(world, cfg, len(orders))
+    orders += anomalous
     interactions.sort(key=lambda r: r[0])
     orders.sort(key=lambda r: r[0])
-    return interactions, orders
+    return History(interactions, orders, set(anomalous))
+
+
+def _anomalous_orders(world: World, cfg: DataConfig, n_normal: int) -> list[tuple]:
+    """Orders that are not normal shopping: bulk buys, underpaid amounts, buying blind at night.
+
+    None follows an interaction with the product, most happen at night; drawn from their own
+    generator so the normal history does not depend on how many there are.
+    """
+    rng = np.random.default_rng(cfg.seed + 2)
+    out = []
+    for _ in range(int(round(cfg.anomalous_orders_share * n_normal))):
+        c = int(rng.integers(0, len(world.customers)))
+        cust, prod = world.customers[c], world.products[int(rng.integers(0, len(world.products)))]
+        active_from = max(world.start, cust["created_at"])
+        t = active_from + timedelta(seconds=float(rng.uniform(0, max((world.end - active_from).total_seconds() - 600, 1))))
+        if rng.random() < 0.5:
+            t = t.replace(hour=int(rng.integers(0, 6)))
+            t = min(max(t, world.start), world.end - timedelta(minutes=10))
+        kind = int(rng.integers(0, 3))
+        price = prod["price"]
+        if kind == 0:  # bulk
+            qty = int(rng.integers(4, 13))
+            amount = price * qty
+        elif kind == 1:  # paid far less than the price
+            qty = 1 + int(rng.random() < 0.3)
+            amount = price * qty * float(rng.uniform(0.3, 0.7))
+        else:  # an expensive blind purchase
+            qty = int(rng.integers(2, 6))
+            amount = price * qty * float(rng.uniform(1.3, 2.5))
+        out.append((t, cust["id"], prod["id"], qty, round(amount, 2)))
+    return out
 
 
 def _copy(conn: Any, table: str, columns: list[str], rows: list[tuple]) -> None:
@@ -169,7 +218,7 @@ def seed(dsn: str, cfg: DataConfig, end: datetime | None = None,
 
     end = end or anchor_now()
     world = build_world(cfg, end)
-    interactions, orders = generate_history(world, cfg)
+    interactions, orders, _ = generate_history(world, cfg)
     with psycopg.connect(dsn) as conn:
         existing = conn.execute("SELECT count(*) FROM customers").fetchone()[0]
         if existing:

@@ -12,16 +12,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from sklearn.ensemble import IsolationForest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from models.registry import save_model
+from udfs.anomaly import ORDER_FEATURE_NAMES
 from udfs.features import FEATURE_NAMES, Product
-from udfs.replay import HistoryEvent, replay
+from udfs.replay import HistoryEvent, order_examples, replay
+from udfs.scoring import cold_start_name
 
 HOLDOUT_SHARE = 0.2
+ANOMALY_REVIEW_SHARE = 0.02
+# A few hundred cold-start holdout rows: a smaller AUC difference is noise, not a better model.
+COLD_START_MARGIN = 0.01
 
 
 def extract_history(dsn: str) -> tuple[list[HistoryEvent], dict[int, Product]]:
@@ -41,9 +47,10 @@ def extract_history(dsn: str) -> tuple[list[HistoryEvent], dict[int, Product]]:
                 "SELECT id, customer_id, product_id, kind, created_at FROM interactions")
         ]
         events += [
-            HistoryEvent(ms(r[4]), "orders", int(r[0]), int(r[1]), int(r[2]), amount=float(r[3]))
+            HistoryEvent(ms(r[4]), "orders", int(r[0]), int(r[1]), int(r[2]), amount=float(r[3]),
+                         quantity=int(r[5]))
             for r in conn.execute(
-                "SELECT id, customer_id, product_id, amount, created_at FROM orders")
+                "SELECT id, customer_id, product_id, amount, created_at, quantity FROM orders")
         ]
     return events, products
 
@@ -61,14 +68,35 @@ def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 def train(
     dsn: str, model_dir: str, name: str, label_horizon_ms: int, history_len: int,
-    say: Callable[[str], None] = print,
+    say: Callable[[str], None] = print, anomaly_name: str = "order_anomaly",
 ) -> dict[str, Any]:
     """Train on the warehouse at ``dsn`` (see the module docstring)."""
     events, products = extract_history(dsn)
-    return train_on_history(events, products, model_dir, name, label_horizon_ms, history_len, say)
+    return train_on_history(events, products, model_dir, name, label_horizon_ms, history_len, say,
+                            anomaly_name)
 
 
 def train_on_history(
+    events: list[HistoryEvent], products: dict[int, Product], model_dir: str, name: str,
+    label_horizon_ms: int, history_len: int, say: Callable[[str], None] = print,
+    anomaly_name: str = "order_anomaly",
+) -> dict[str, Any]:
+    """Train every model from one history: propensity, its cold-start variant, order anomaly.
+
+    Returns the propensity model's manifest.
+    """
+    manifest = train_propensity(events, products, model_dir, name, label_horizon_ms, history_len,
+                                say)
+    train_order_anomaly(events, products, model_dir, anomaly_name, history_len, say)
+    return manifest
+
+
+def _fit_propensity(X: np.ndarray, y: np.ndarray) -> Pipeline:
+    return Pipeline([("scale", StandardScaler()),
+                     ("logreg", LogisticRegression(C=1.0, max_iter=2000))]).fit(X, y)
+
+
+def train_propensity(
     events: list[HistoryEvent], products: dict[int, Product], model_dir: str, name: str,
     label_horizon_ms: int, history_len: int, say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -87,13 +115,11 @@ def train_on_history(
     say(f"[train] {len(examples)} labeled interactions from {len(events)} events, "
         f"{y.mean():.1%} positive ({time.monotonic() - t0:.1f}s)")
 
-    def fit(Xf: np.ndarray, yf: np.ndarray) -> Pipeline:
-        return Pipeline([("scale", StandardScaler()),
-                         ("logreg", LogisticRegression(C=1.0, max_iter=2000))]).fit(Xf, yf)
-
+    fit = _fit_propensity
     # Evaluate on the most recent slice (examples are in time order), then refit on everything.
     cut = int(len(examples) * (1 - HOLDOUT_SHARE))
-    holdout = _metrics(y[cut:], fit(X[:cut], y[:cut]).predict_proba(X[cut:])[:, 1])
+    early = fit(X[:cut], y[:cut])
+    holdout = _metrics(y[cut:], early.predict_proba(X[cut:])[:, 1])
     model = fit(X, y)
     window = {
         "from": datetime.fromtimestamp(min(e.ts_ms for e in events) / 1000, UTC).isoformat(),
@@ -109,4 +135,63 @@ def train_on_history(
     say(f"[train] {name} v{manifest['version']}: holdout ROC-AUC {holdout.get('roc_auc')}, "
         f"log loss {holdout.get('log_loss')} -> {model_dir}/{name}/v{manifest['version']} "
         f"({time.monotonic() - t0:.1f}s)")
+    _train_cold_start(X, y, cut, early, window, model_dir, cold_start_name(name), say)
+    return manifest
+
+
+def _train_cold_start(X: np.ndarray, y: np.ndarray, cut: int, early: Pipeline,
+                      window: dict[str, Any], model_dir: str, name: str,
+                      say: Callable[[str], None]) -> dict[str, Any] | None:
+    """A propensity model fitted only on cold-start examples; served to cold-start customers only
+    if, on the same later holdout slice, it beats the personalised model there."""
+    cold = X[:, FEATURE_NAMES.index("cold_start")] == 1.0
+    train_rows, holdout_rows = cold.copy(), cold.copy()
+    train_rows[cut:] = False
+    holdout_rows[:cut] = False
+    if train_rows.sum() < 50 or len(set(y[train_rows].tolist())) < 2 or holdout_rows.sum() < 20:
+        say(f"[train] {name}: only {int(cold.sum())} cold-start examples, not trained")
+        return None
+    on_holdout = {
+        "cold_start_model": _metrics(y[holdout_rows], _fit_propensity(
+            X[train_rows], y[train_rows]).predict_proba(X[holdout_rows])[:, 1]),
+        "personalised_model": _metrics(y[holdout_rows], early.predict_proba(X[holdout_rows])[:, 1]),
+    }
+    c, p = on_holdout["cold_start_model"], on_holdout["personalised_model"]
+    serve = ("roc_auc" in c and "roc_auc" in p and c["roc_auc"] >= p["roc_auc"] + COLD_START_MARGIN
+             and c["log_loss"] < p["log_loss"])
+    model = _fit_propensity(X[cold], y[cold])
+    manifest = save_model(
+        model_dir, name, model, FEATURE_NAMES, {**window, "examples": int(cold.sum())},
+        {"holdout_cold_start": on_holdout, "holdout_share": HOLDOUT_SHARE},
+        extra={"selection": {"serve_for_cold_start": serve,
+                             "rule": f"ROC-AUC >= {COLD_START_MARGIN} higher and log loss lower "
+                                     "than the personalised model's on the cold-start rows of "
+                                     "the holdout slice"}})
+    say(f"[train] {name} v{manifest['version']}: on cold-start holdout rows ROC-AUC "
+        f"{c.get('roc_auc')} vs {p.get('roc_auc')} (personalised) -> "
+        f"{'served' if serve else 'not served'} to cold-start customers")
+    return manifest
+
+
+def train_order_anomaly(
+    events: list[HistoryEvent], products: dict[int, Product], model_dir: str, name: str,
+    history_len: int, say: Callable[[str], None] = print,
+) -> dict[str, Any] | None:
+    """IsolationForest on the order history's features (see udfs.anomaly)."""
+    rows = [x for _e, x in order_examples(events, products, history_len)]
+    if len(rows) < 50:
+        say(f"[train] {name}: only {len(rows)} orders, not trained")
+        return None
+    X = np.asarray(rows, dtype=np.float64)
+    # contamination: the share of orders flagged for review (sets the threshold, not the scores).
+    forest = IsolationForest(n_estimators=100, max_samples=256, contamination=ANOMALY_REVIEW_SHARE,
+                             random_state=0).fit(X)
+    flagged = float((forest.predict(X) == -1).mean())
+    orders = [e.ts_ms for e in events if e.table == "orders"]
+    window = {"from": datetime.fromtimestamp(min(orders) / 1000, UTC).isoformat(),
+              "to": datetime.fromtimestamp(max(orders) / 1000, UTC).isoformat(), "orders": len(rows)}
+    manifest = save_model(model_dir, name, forest, ORDER_FEATURE_NAMES, window,
+                          {"train_flagged_share": round(flagged, 4)})
+    say(f"[train] {name} v{manifest['version']}: IsolationForest on {len(rows)} orders, "
+        f"{flagged:.1%} of them flagged")
     return manifest

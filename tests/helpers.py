@@ -42,3 +42,27 @@ def order(row_id: int, ts_ms: int, product_id: int = 1, amount: float = 50.0, op
           customer_id: int = 7) -> ChangeEvent:
     return event("orders", op, row_id, ts_ms, customer_id, product_id=product_id, amount=amount,
                  quantity=1, status="new")
+
+
+def anomaly_model(version: int = 1) -> Any:
+    """An IsolationForest fitted on 'normal' orders (1 item at list price, by day, just viewed)."""
+    from sklearn.ensemble import IsolationForest
+
+    from udfs.anomaly import ORDER_FEATURE_NAMES
+    from udfs.scoring import OrderAnomalyModel
+
+    rng = np.random.default_rng(1)
+    n = 500
+    hour = rng.uniform(8, 22, n)
+    X = np.column_stack([np.log1p(rng.uniform(20, 150, n)), rng.normal(0, 0.3, n), np.ones(n),
+                         np.ones(n), np.log1p(rng.uniform(0.1, 3, n)),
+                         np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24)])
+    forest = IsolationForest(contamination=0.02, random_state=0).fit(X)
+    return OrderAnomalyModel(forest, {"name": "order_anomaly", "version": version,
+                                      "features": list(ORDER_FEATURE_NAMES)})
+
+
+def cold_model(serve: bool, version: int = 1) -> OfflineModel:
+    return OfflineModel(fitted_pipeline(seed=5), {
+        "name": "propensity_cold", "version": version, "features": list(FEATURE_NAMES),
+        "selection": {"serve_for_cold_start": serve}})

@@ -17,6 +17,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
+from udfs.anomaly import order_features
 from udfs.envelope import ChangeEvent
 from udfs.features import (
     COLD_START_INTERACTIONS,
@@ -25,8 +26,8 @@ from udfs.features import (
     Product,
     interaction_features,
 )
-from udfs.online import OnlineResidual, sigmoid
-from udfs.scoring import OfflineModel
+from udfs.online import PRIOR_PRECISION_W, OnlineResidual, sigmoid
+from udfs.scoring import OfflineModel, OrderAnomalyModel, cold_start_name
 
 MAX_PENDING = 500  # per customer; beyond it the oldest pending label expires unlearned (counted)
 MAX_RECENT_ORDERS = 500  # per customer; a safety bound, normally the watermark prunes them
@@ -43,6 +44,9 @@ class PendingLabel:
     ts_ms: int
     x: list[float]  # the features the score was computed from
     offline_logit: float
+    model_name: str = ""  # the offline model that gave offline_logit
+    model_version: int = 0
+    p_online: float = 0.0  # what was served: progressive validation compares this with the label
 
 
 @dataclass(slots=True)
@@ -69,8 +73,7 @@ class CustomerState:
 class ScoringParams:
     label_horizon_ms: int = 120_000
     history_len: int = 20
-    learning_rate: float = 0.05
-    l2: float = 0.01
+    prior_precision: float = PRIOR_PRECISION_W  # of the online residual's weights (see udfs.online)
 
 
 @dataclass(slots=True)
@@ -98,9 +101,37 @@ def change_key(ev: ChangeEvent) -> int:
 
 
 class CustomerLogic:
-    def __init__(self, model: OfflineModel, params: ScoringParams):
+    """The per-customer logic with the models it serves.
+
+    ``model`` is the personalised propensity model; ``cold_model`` (optional) replaces it for
+    customers in their cold start when training found it better there (its manifest says so);
+    ``anomaly_model`` (optional) scores orders.
+    """
+
+    def __init__(self, model: OfflineModel, params: ScoringParams,
+                 cold_model: OfflineModel | None = None,
+                 anomaly_model: OrderAnomalyModel | None = None):
         self.model = model
         self.params = params
+        self.cold_model = cold_model if cold_model is not None and cold_model.serves_cold_start else None
+        self.anomaly_model = anomaly_model
+
+    @classmethod
+    def for_serving(cls, model_dir: str, model_name: str, pinned_version: int, anomaly_name: str,
+                    params: ScoringParams, warn: Any = None) -> CustomerLogic:
+        """The logic with the models a job serves: the propensity model (pinned, else the newest
+        version that verifies; required) and, if trained, its cold-start variant and the order
+        anomaly model (newest verified versions)."""
+        return cls(OfflineModel.load_for_serving(model_dir, model_name, pinned_version, warn=warn),
+                   params,
+                   cold_model=OfflineModel.load_optional(model_dir, cold_start_name(model_name), warn),
+                   anomaly_model=OrderAnomalyModel.load_optional(model_dir, anomaly_name, warn))
+
+    def propensity_model(self, profile: CustomerProfile) -> tuple[OfflineModel, str]:
+        """Which offline model scores this customer now, and why."""
+        if self.cold_model is not None and profile.n_interactions < COLD_START_INTERACTIONS:
+            return self.cold_model, "cold_start"
+        return self.model, "personalised"
 
     # -- events -------------------------------------------------------------------------------
 
@@ -120,7 +151,7 @@ class CustomerLogic:
         if ev.table == "interactions":
             return self.on_interaction(state, ev, product, now_ms)
         if ev.table == "orders":
-            return self.on_order(state, ev, product)
+            return self.on_order(state, ev, product, now_ms)
         if ev.table == "customers":
             return self.on_customer(state, ev)
         raise ValueError(f"event of table {ev.table!r} is not customer-keyed")
@@ -141,8 +172,9 @@ class CustomerLogic:
         kind = str(row["kind"])
         ts = ev.event_ts_ms
         x = interaction_features(state.profile, product, kind, ts)
-        offline_logit = self.model.logit_one(x)
-        p_online = state.online.predict_proba_one(x, offline_logit)
+        model, selected = self.propensity_model(state.profile)
+        offline_logit = model.logit_one(x)
+        p_online = state.online.predict_proba_one(self.model.standardize(x), offline_logit)
         history_len = len(state.profile.history)  # what the score was computed from
         cold = state.profile.n_interactions < COLD_START_INTERACTIONS
         state.profile.observe_interaction(product, kind, ts, self.params.history_len)
@@ -158,7 +190,8 @@ class CustomerLogic:
             "scored_at": now_ms if now_ms is not None else int(time.time() * 1000),
             "p_offline": round(sigmoid(offline_logit), 6),
             "p_online": round(p_online, 6),
-            "model": {"name": self.model.name, "version": self.model.version},
+            "model": model.ref,
+            "selected": selected,
             "online_updates": state.online.n_updates,
             "history_len": history_len,
             "snapshot": ev.snapshot,
@@ -166,7 +199,7 @@ class CustomerLogic:
             "product_known": product is not None,
         })
         pending = PendingLabel(int(row["id"]), int(ev.customer_id or 0), int(row["product_id"]), ts, x,
-                               offline_logit)
+                               offline_logit, model.name, model.version, p_online)
         horizon = self.params.label_horizon_ms
         if any(pid == pending.product_id and ts <= t_o <= ts + horizon
                for pid, t_o in state.recent_orders):
@@ -179,13 +212,16 @@ class CustomerLogic:
             out.timers.append(ts + horizon)
         return out
 
-    def on_order(self, state: CustomerState, ev: ChangeEvent, product: Product | None) -> Outcome:
+    def on_order(self, state: CustomerState, ev: ChangeEvent, product: Product | None,
+                 now_ms: int | None = None) -> Outcome:
         out = Outcome()
         if ev.op not in ("c", "r"):
             return out  # status changes and deletions do not change what was learned
         row = ev.row
         pid, ts = int(row["product_id"]), ev.event_ts_ms
-        state.profile.observe_order(product, pid, float(row["amount"]), ts, self.params.history_len)
+        amount, quantity = float(row["amount"]), int(row.get("quantity") or 1)
+        out.records.append(self._order_record(state, ev, product, quantity, amount, now_ms))
+        state.profile.observe_order(product, pid, amount, ts, self.params.history_len)
         horizon = self.params.label_horizon_ms
         hits: list[PendingLabel] = []
         still_pending: list[PendingLabel] = []
@@ -200,6 +236,36 @@ class CustomerLogic:
             state.recent_orders.sort(key=lambda o: o[1])
             del state.recent_orders[:-MAX_RECENT_ORDERS]
         return out
+
+    def _order_record(self, state: CustomerState, ev: ChangeEvent, product: Product | None,
+                      quantity: int, amount: float, now_ms: int | None) -> dict[str, Any]:
+        """The order's score record: its anomaly score against this customer's own history."""
+        record: dict[str, Any] = {
+            "kind": "order",
+            "event_id": ev.event_id,
+            "order_id": int(ev.row["id"]),
+            "customer_id": ev.customer_id,
+            "product_id": int(ev.row["product_id"]),
+            "quantity": quantity,
+            "amount": amount,
+            "event_ts": ev.event_ts_ms,
+            "commit_ts": ev.commit_ts_ms,
+            "scored_at": now_ms if now_ms is not None else int(time.time() * 1000),
+            "anomaly_score": None,
+            "anomalous": None,
+            "model": None,
+            "history_len": len(state.profile.history),
+            "snapshot": ev.snapshot,
+            "product_known": product is not None,
+        }
+        if self.anomaly_model is not None:
+            x = order_features(state.profile, product, quantity, amount, ev.event_ts_ms,
+                               product_id=int(ev.row["product_id"]))
+            score = self.anomaly_model.anomaly_score_one(x)
+            record["anomaly_score"] = round(score, 6)
+            record["anomalous"] = self.anomaly_model.is_anomaly(score)
+            record["model"] = self.anomaly_model.ref
+        return record
 
     def on_customer(self, state: CustomerState, ev: ChangeEvent) -> Outcome:
         if ev.op == "d":
@@ -219,8 +285,8 @@ class CustomerLogic:
         return out
 
     def _learn(self, state: CustomerState, p: PendingLabel, y: int, out: Outcome) -> None:
-        p_before = state.online.learn_one(p.x, p.offline_logit, y, self.params.learning_rate,
-                                          self.params.l2)
+        p_before = state.online.learn_one(self.model.standardize(p.x), p.offline_logit, y,
+                                          self.params.prior_precision)
         if y:
             state.positives += 1
         else:
@@ -235,8 +301,9 @@ class CustomerLogic:
             "event_ts": p.ts_ms,
             "label": y,
             "offline_logit": round(p.offline_logit, 6),
+            "p_online": round(p.p_online, 6),  # served when the interaction was scored
             "p_online_before": round(p_before, 6),  # what the online model said just before learning
             "online_updates": state.online.n_updates,  # after this step
             "features": [round(v, 6) for v in p.x],
-            "model": {"name": self.model.name, "version": self.model.version},
+            "model": {"name": p.model_name, "version": p.model_version},
         })

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from udfs.anomaly import order_features
 from udfs.features import CustomerProfile, Product, interaction_features
 
 
@@ -22,6 +23,7 @@ class HistoryEvent:
     product_id: int
     kind: str = ""  # interactions
     amount: float = 0.0  # orders
+    quantity: int = 1  # orders
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,25 +33,49 @@ class Example:
     label: int | None  # None: the horizon had not passed when the history ends
 
 
+def in_commit_order(events: Iterable[HistoryEvent]) -> list[HistoryEvent]:
+    return sorted(events, key=lambda e: (e.ts_ms, e.table != "orders", e.row_id))
+
+
+def walk(
+    ordered: list[HistoryEvent], products: dict[int, Product], history_len: int,
+) -> Iterator[tuple[HistoryEvent, CustomerProfile, Product | None]]:
+    """Each event with its customer's profile as it was just *before* the event, which is applied
+    to the profile when the caller asks for the next one (what the job's keyed state does)."""
+    profiles: dict[int, CustomerProfile] = {}
+    for e in ordered:
+        profile = profiles.setdefault(e.customer_id, CustomerProfile())
+        product = products.get(e.product_id)
+        yield e, profile, product
+        if e.table == "orders":
+            profile.observe_order(product, e.product_id, e.amount, e.ts_ms, history_len)
+        else:
+            profile.observe_interaction(product, e.kind, e.ts_ms, history_len)
+
+
+def order_examples(
+    events: Iterable[HistoryEvent], products: dict[int, Product], history_len: int,
+) -> Iterator[tuple[HistoryEvent, list[float]]]:
+    """Each order with the anomaly model's features as of just before it."""
+    for e, profile, product in walk(in_commit_order(events), products, history_len):
+        if e.table == "orders":
+            yield e, order_features(profile, product, e.quantity, e.amount, e.ts_ms, e.product_id)
+
+
 def replay(
     events: Iterable[HistoryEvent], products: dict[int, Product], history_len: int,
     label_horizon_ms: int, history_end_ms: int,
 ) -> Iterator[Example]:
     """Yield one example per interaction, with features as of just before it and its label."""
-    ordered = sorted(events, key=lambda e: (e.ts_ms, e.table != "orders", e.row_id))
+    ordered = in_commit_order(events)
     orders_by_pair: dict[tuple[int, int], list[int]] = {}
     for e in ordered:
         if e.table == "orders":
             orders_by_pair.setdefault((e.customer_id, e.product_id), []).append(e.ts_ms)
-    profiles: dict[int, CustomerProfile] = {}
-    for e in ordered:
-        profile = profiles.setdefault(e.customer_id, CustomerProfile())
-        product = products.get(e.product_id)
+    for e, profile, product in walk(ordered, products, history_len):
         if e.table == "orders":
-            profile.observe_order(product, e.product_id, e.amount, e.ts_ms, history_len)
             continue
         x = interaction_features(profile, product, e.kind, e.ts_ms)
-        profile.observe_interaction(product, e.kind, e.ts_ms, history_len)
         label: int | None
         if e.ts_ms + label_horizon_ms > history_end_ms:
             label = None

@@ -10,13 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
 from models.registry import ModelError, load_model, versions
+from udfs.anomaly import ORDER_FEATURE_NAMES, FastIsolationForest
 from udfs.features import FEATURE_NAMES
 from udfs.online import logit
+
+
+def cold_start_name(name: str) -> str:
+    """The cold-start variant of propensity model ``name`` (trained and versioned alongside it)."""
+    return f"{name}_cold"
 
 
 class OfflineModel:
@@ -27,14 +33,16 @@ class OfflineModel:
         self.version = int(manifest["version"])
         self._linear = _linear_parameters(estimator)
 
+    FEATURES: tuple[str, ...] = FEATURE_NAMES
+
     @classmethod
-    def load(cls, model_dir: str | Path, name: str, version: int | None = None) -> OfflineModel:
-        estimator, manifest = load_model(model_dir, name, version, expected_features=FEATURE_NAMES)
+    def load(cls, model_dir: str | Path, name: str, version: int | None = None) -> Self:
+        estimator, manifest = load_model(model_dir, name, version, expected_features=cls.FEATURES)
         return cls(estimator, manifest)
 
     @classmethod
     def load_for_serving(cls, model_dir: str | Path, name: str, pinned: int = 0,
-                         warn: Any = None) -> OfflineModel:
+                         warn: Any = None) -> Self:
         """The pinned version (it must verify), else the newest version that verifies.
 
         A newer artifact that fails its checks (missing, tampered, other features) is skipped
@@ -55,6 +63,28 @@ class OfflineModel:
         raise ModelError("; ".join(errors) or f"no model '{name}' in {Path(model_dir).resolve()}: "
                          "run 'livefit train' first")
 
+    @classmethod
+    def load_optional(cls, model_dir: str | Path, name: str, warn: Any = None) -> Self | None:
+        """The newest verified version of a model the job can run without (None if there is none)."""
+        if not versions(model_dir, name):
+            return None
+        try:
+            return cls.load_for_serving(model_dir, name, warn=warn)
+        except ModelError as exc:
+            if warn is not None:
+                warn(f"running without {name}: {exc}")
+            return None
+
+    @property
+    def ref(self) -> dict[str, Any]:
+        """How a score record names this model."""
+        return {"name": self.name, "version": self.version}
+
+    @property
+    def serves_cold_start(self) -> bool:
+        """Training found this model better than the personalised one for cold-start customers."""
+        return bool(self.manifest.get("selection", {}).get("serve_for_cold_start", False))
+
     def logit_one(self, x: Sequence[float]) -> float:
         if self._linear is not None:
             mean, scale, coef, intercept = self._linear
@@ -62,12 +92,42 @@ class OfflineModel:
         p = float(self.estimator.predict_proba(np.asarray([x], dtype=np.float64))[0, 1])
         return logit(p)
 
+    def standardize(self, x: Sequence[float]) -> np.ndarray:
+        """``x`` on the scale the offline model's scaler puts it (as is for other estimators): the
+        online residual learns on this scale so one prior fits every feature."""
+        xv = np.asarray(x, dtype=np.float64)
+        if self._linear is None:
+            return xv
+        mean, scale = self._linear[0], self._linear[1]
+        return (xv - mean) / scale
+
     def logit_many(self, X: np.ndarray) -> np.ndarray:
         if self._linear is not None:
             mean, scale, coef, intercept = self._linear
             return ((X - mean) / scale) @ coef + intercept
         p = np.clip(self.estimator.predict_proba(X)[:, 1], 1e-6, 1 - 1e-6)
         return np.log(p / (1 - p))
+
+
+class OrderAnomalyModel(OfflineModel):
+    """An ``IsolationForest`` fitted on order history, scored with :class:`FastIsolationForest`."""
+
+    FEATURES = ORDER_FEATURE_NAMES
+
+    def __init__(self, estimator: Any, manifest: dict[str, Any]):
+        from sklearn.ensemble import IsolationForest
+
+        if not isinstance(estimator, IsolationForest):
+            raise ModelError(f"{manifest.get('name')} v{manifest.get('version')} is a "
+                             f"{type(estimator).__name__}, not an IsolationForest")
+        super().__init__(estimator, manifest)
+        self.forest = FastIsolationForest(estimator)
+
+    def anomaly_score_one(self, x: Sequence[float]) -> float:
+        return self.forest.anomaly_score_one(x)
+
+    def is_anomaly(self, score: float) -> bool:
+        return self.forest.is_anomaly(score)
 
 
 def _linear_parameters(estimator: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:

@@ -29,6 +29,7 @@ sessions_per_customer = 5
 model_dir = "{run_dir}/models"
 label_horizon_s = 20
 checkpoint_interval_ms = 2000
+metrics_every_labels = 50
 """
 
 
@@ -46,6 +47,8 @@ class TopicCollector:
     scores: list[dict[str, Any]] = field(default_factory=list)
     dead: list[dict[str, Any]] = field(default_factory=list)
     labels: list[dict[str, Any]] = field(default_factory=list)
+    orders: list[dict[str, Any]] = field(default_factory=list)  # kind "order" on the score topic
+    metrics: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from confluent_kafka import Consumer, TopicPartition
@@ -56,14 +59,18 @@ class TopicCollector:
             "group.id": f"e2e-{time.time_ns()}", "enable.auto.commit": False}))
         k = self.cfg.kafka
         self.lists = {k.scores_topic: self.scores, k.deadletter_topic: self.dead,
-                      k.labels_topic: self.labels}
+                      k.labels_topic: self.labels, k.metrics_topic: self.metrics}
         self.consumer.assign([TopicPartition(t, 0, 0) for t in self.lists])
 
     def poll(self) -> None:
         for msg in self.consumer.consume(num_messages=10_000, timeout=0.5):
             if msg.error():
                 continue
-            self.lists[msg.topic()].append(json.loads(msg.value()))
+            record = json.loads(msg.value())
+            if msg.topic() == self.cfg.kafka.scores_topic and record.get("kind") == "order":
+                self.orders.append(record)
+            else:
+                self.lists[msg.topic()].append(record)
 
     def wait_for(self, what: str, cond: Callable[[], bool], timeout_s: float,
                  job: Any = None, log: Path | None = None) -> None:

@@ -115,6 +115,26 @@ def test_every_interaction_is_scored_once_and_the_job_survives_bad_input(pipelin
     print(f"[e2e] {len(col.scores)} score records, {len(unique)} unique, "
           f"{len(col.scores) - len(unique)} duplicate deliveries, {len(expected)} interactions")
 
+    # Every valid order gets one anomaly score record (kind "order") on the same topic.
+    with psycopg.connect(p.cfg.postgres.dsn) as conn:
+        valid_orders = {r[0] for r in conn.execute("SELECT id FROM orders WHERE amount >= 0")}
+    col.wait_for("every order's anomaly score",
+                 lambda: {r["order_id"] for r in col.orders} >= valid_orders, timeout_s=60)
+    order_scores = {r["event_id"]: r for r in col.orders}
+    assert {r["order_id"] for r in order_scores.values()} == valid_orders
+    for r in order_scores.values():
+        score_validator.validate(r)
+        assert 0.0 < r["anomaly_score"] <= 1.0 and r["model"]["name"] == "order_anomaly"
+    print(f"[e2e] {len(order_scores)} orders scored by the anomaly model, "
+          f"{sum(r['anomalous'] for r in order_scores.values())} flagged")
+
+    # Rolling quality, offline vs online, on the metrics topic.
+    col.wait_for("a quality record on the metrics topic", lambda: bool(col.metrics), timeout_s=30)
+    quality = col.metrics[-1]
+    assert quality["kind"] == "quality" and set(quality["models"]) == {"offline", "online"}
+    assert quality["models"]["online"]["labels"] >= p.cfg.job.metrics_every_labels
+    print(f"[e2e] quality: {json.dumps(quality['models'])}")
+
     # Customers with purchases learn online.
     for iid in live[:-1] + [iid for iid in after_garbage if by_interaction[iid]["customer_id"] != buyers[-1]]:
         assert by_interaction[iid]["online_updates"] > 0, by_interaction[iid]

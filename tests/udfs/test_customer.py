@@ -155,3 +155,22 @@ def test_state_per_customer_stays_bounded(logic):
         if i + 1 in (10, 300, 3000):
             sizes[i + 1] = len(pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL))
     assert sizes[3000] < 3_000 and sizes[3000] - sizes[300] < 200, sizes
+
+
+def test_cold_start_customers_get_the_cold_start_model_when_training_chose_it(score_validator):
+    from tests.helpers import cold_model
+
+    params = ScoringParams(label_horizon_ms=HORIZON, history_len=5)
+    chosen = CustomerLogic(offline_model(), params, cold_model=cold_model(serve=True))
+    s = CustomerState()
+    selected = []
+    for i in range(5):
+        rec = chosen.on_interaction(s, interaction(i + 1, 1_000 + i), SHOE).records[0]
+        score_validator.validate(rec)
+        selected.append((rec["selected"], rec["model"]["name"]))
+    # Fewer than 3 interactions before this one: cold start; then the personalised model.
+    assert selected == [("cold_start", "propensity_cold")] * 3 + [("personalised", "propensity")] * 2
+    # A cold-start model that did not beat the personalised one at training is not served.
+    declined = CustomerLogic(offline_model(), params, cold_model=cold_model(serve=False))
+    rec = declined.on_interaction(CustomerState(), interaction(1, 1_000), SHOE).records[0]
+    assert (rec["selected"], rec["model"]["name"]) == ("personalised", "propensity")

@@ -11,21 +11,31 @@ import pytest
 from udfs.online import OnlineResidual, logit, sigmoid
 
 
-def test_sgd_step_matches_hand_computation():
-    m = OnlineResidual(np.array([0.5, -1.0]), b=0.2, n_updates=30)
-    x, offline, lr, l2 = [2.0, 1.0], -0.3, 0.1, 0.01
-    # z = -0.3 + 0.2 + (0.5*2 - 1*1) = -0.1; p = sigmoid(-0.1) = 0.475021; g = p - 1 = -0.524979
-    # w0 = 0.5 - 0.05*(2g + 0.01*0.5) = 0.552248;  w1 = -1 - 0.05*(g - 0.01*1) = -0.973251
-    p = 1 / (1 + math.exp(0.1))
-    g = p - 1.0
-    step = 0.1 / math.sqrt(1 + 30 / 10)  # = 0.05
-    expected_w = [0.5 - step * (g * 2.0 + l2 * 0.5), -1.0 - step * (g * 1.0 + l2 * -1.0)]
-    m.learn_one(x, offline, y=1, lr=lr, l2=l2)
-    assert step == pytest.approx(0.05)
-    assert m.w.tolist() == pytest.approx(expected_w, abs=1e-12)
-    assert m.w.tolist() == pytest.approx([0.5522479, -0.9732510], abs=1e-6)
-    assert m.b == pytest.approx(0.2 - step * g, abs=1e-12)
-    assert m.n_updates == 31
+def test_newton_step_matches_hand_computation():
+    m = OnlineResidual.zeros(2)
+    m.learn_one([1.0, 0.0], offline_logit=0.0, y=1)  # p = 0.5 before
+    x, offline = np.array([2.0, 1.0]), -0.3
+    z = offline + m.b + float(m.w @ x)
+    p = 1 / (1 + math.exp(-z))
+    g, r = p - 1.0, p * (1 - p)
+    prec_w = m.precision_w + r * x * x
+    prec_b = m.precision_b + r
+    expected_w = m.w - g * x / prec_w
+    expected_b = m.b - g / prec_b
+    assert m.learn_one(x, offline, y=1) == pytest.approx(p)
+    assert m.w.tolist() == pytest.approx(expected_w.tolist(), abs=1e-12)
+    assert m.b == pytest.approx(expected_b, abs=1e-12)
+    assert m.n_updates == 2
+
+
+def test_step_size_falls_as_evidence_accumulates():
+    m = OnlineResidual.zeros(1)
+    steps = []
+    for _ in range(50):
+        before = m.b
+        m.learn_one([0.0], offline_logit=-2.0, y=1)
+        steps.append(m.b - before)
+    assert all(a > b > 0 for a, b in zip(steps, steps[1:], strict=False))
 
 
 def test_new_customer_starts_exactly_at_the_offline_model():
@@ -34,15 +44,18 @@ def test_new_customer_starts_exactly_at_the_offline_model():
         assert m.predict_proba_one(np.ones(5), z) == pytest.approx(sigmoid(z))
 
 
-def test_learning_moves_toward_the_labels_and_l2_shrinks():
+def test_learning_moves_toward_the_labels_and_the_prior_holds_weights_back():
     rng = np.random.default_rng(0)
     m = OnlineResidual.zeros(3)
     for _ in range(300):
         m.learn_one(rng.normal(size=3), offline_logit=-2.0, y=1)
     assert m.predict_proba_one(np.zeros(3), -2.0) > sigmoid(-2.0)
-    shrunk = OnlineResidual(np.array([1.0, 1.0, 1.0]))
-    shrunk.learn_one(np.zeros(3), offline_logit=50.0, y=1, lr=0.1, l2=0.5)  # g ~ 0: only L2 acts
-    assert np.all(shrunk.w < 1.0)
+    # A stronger prior keeps the weights closer to zero on the same evidence.
+    weak, strong = OnlineResidual.zeros(2), OnlineResidual.zeros(2)
+    for _ in range(20):
+        weak.learn_one([1.0, -1.0], 0.0, 1, prior_precision_w=1.0)
+        strong.learn_one([1.0, -1.0], 0.0, 1, prior_precision_w=1000.0)
+    assert np.all(np.abs(strong.w) < np.abs(weak.w))
 
 
 @pytest.mark.parametrize("learn_first", [False, True])

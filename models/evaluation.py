@@ -1,0 +1,206 @@
+"""Progressive validation of livefit's models on a seeded workload, with delayed labels.
+
+The seeded generator's history is turned into Debezium change events (the bytes the job reads).
+The offline models are trained on the first ``train_share`` of that time, exactly as
+``livefit train`` does; then every event is run, in commit order, through the job's own
+per-event logic (:class:`udfs.runner.LocalRunner`): each interaction is scored first, its label
+resolves later (an order within the horizon, or the horizon's timer), and only then is it learned
+from. Predictions made after the training window are compared with their labels:
+
+- ``offline``: the personalised offline model alone, as a job without online learning would serve;
+- ``online``: what livefit serves (model selection for cold-start customers + online residual);
+- ``river``: River's online logistic regression over the same features and label stream.
+
+Customers are bucketed by how many labels their online model had learned when the event was
+scored (the warm-up curve). Orders are scored by the anomaly model and compared with the
+generator's ground truth.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
+
+from bench.workload import build_workload
+from livefit.config import Config, DataConfig
+from models.train import train_on_history
+from udfs.customer import CustomerLogic, ScoringParams
+from udfs.online import sigmoid
+from udfs.runner import LocalRunner
+from udfs.scoring import OfflineModel, OrderAnomalyModel
+
+WARM_LABELS = 10  # "customers with >= 10 labeled events"
+WARMUP_BUCKETS: tuple[tuple[int, int], ...] = (
+    (0, 0), (1, 2), (3, 5), (6, 9), (10, 19), (20, 39), (40, 79), (80, 10**9))
+
+
+@dataclass
+class Scored:
+    interaction_id: int
+    customer_id: int
+    event_ts: int
+    labels_before: int  # labels the customer's online model had learned when this was scored
+    selected: str
+    p_online: float
+    p_offline: float = math.nan  # the personalised offline model alone
+    p_river: float = math.nan
+    label: int | None = None
+    x: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Evaluation:
+    seed: int
+    cut_ms: int
+    scored: list[Scored]
+    ops: list[tuple[str, int, int]]  # ("score", id, 0) / ("learn", id, y) in the job's order
+    orders: list[dict[str, Any]]  # order score records after the cut, with "truth"
+    manifests: dict[str, dict[str, Any]]
+    workload: dict[str, Any]
+
+    def evaluated(self) -> list[Scored]:
+        return [s for s in self.scored if s.event_ts >= self.cut_ms and s.label is not None]
+
+
+def run(seed: int, train_share: float = 0.7, cfg: Config | None = None,
+        data: DataConfig | None = None, say: Callable[[str], None] = print) -> Evaluation:
+    cfg = cfg or Config()
+    data = data or DataConfig(seed=seed)
+    data.seed = seed
+    params = ScoringParams(label_horizon_ms=int(cfg.job.label_horizon_s * 1000),
+                           history_len=cfg.job.history_len)
+    workload = build_workload(cfg, data)
+    t_min = min(e.ts_ms for e in workload.history)
+    t_max = max(e.ts_ms for e in workload.history)
+    cut_ms = int(t_min + train_share * (t_max - t_min))
+    say(f"[report] seed {seed}: {len(workload.records)} change events, {workload.interactions} "
+        f"interactions; training on the first {train_share:.0%} of the time")
+    with tempfile.TemporaryDirectory(prefix="livefit-report-models-") as model_dir:
+        name = cfg.job.model_name
+        manifest = train_on_history([e for e in workload.history if e.ts_ms < cut_ms],
+                                    workload.products, model_dir, name, params.label_horizon_ms,
+                                    params.history_len, say=say)
+        model = OfflineModel.load(model_dir, name)
+        cold = OfflineModel.load_optional(model_dir, f"{name}_cold")
+        anomaly = OrderAnomalyModel.load_optional(model_dir, "order_anomaly")
+    manifests = {m.name: m.manifest for m in (model, cold, anomaly) if m is not None}
+    del manifest
+    logic = CustomerLogic(model, params, cold_model=cold, anomaly_model=anomaly)
+    runner = LocalRunner(logic, cfg.job.max_out_of_orderness_ms)
+    scored: dict[int, Scored] = {}
+    ops: list[tuple[str, int, int]] = []
+    orders: list[dict[str, Any]] = []
+
+    def take(outcomes: Any) -> None:
+        for out in outcomes:
+            for r in out.records:
+                if r["kind"] == "interaction":
+                    iid = r["interaction_id"]
+                    scored[iid] = Scored(iid, r["customer_id"], r["event_ts"], r["online_updates"],
+                                         r["selected"], r["p_online"])
+                    ops.append(("score", iid, 0))
+                elif r["event_ts"] >= cut_ms:
+                    orders.append({**r, "truth": r["order_id"] in workload.anomalous_order_ids})
+            for lab in out.labels:
+                s = scored[lab["interaction_id"]]
+                s.label, s.x = lab["label"], lab["features"]
+                s.p_offline = sigmoid(model.logit_one(s.x))
+                ops.append(("learn", s.interaction_id, lab["label"]))
+
+    for offset, (topic, key, value, ts) in enumerate(workload.records):
+        take(runner.process(topic, offset, ts, key, value))
+    take(runner.finish())
+    return Evaluation(seed, cut_ms, list(scored.values()), ops, orders, manifests,
+                      {"change_events": len(workload.records), "interactions": workload.interactions,
+                       "customers": data.customers, "products": data.products,
+                       "history_days": data.history_days, "train_share": train_share,
+                       "label_horizon_s": cfg.job.label_horizon_s})
+
+
+def attach_river(ev: Evaluation, python: str, workdir: Path) -> None:
+    """Run River's baseline (models/river_baseline.py) in its venv over the same operations."""
+    import subprocess
+
+    by_id = {s.interaction_id: s for s in ev.scored}
+    ops_path, out_path = workdir / "river-ops.jsonl", workdir / "river-predictions.json"
+    with ops_path.open("w") as fh:
+        for op, iid, y in ev.ops:
+            s = by_id[iid]
+            if not s.x:
+                continue  # never labeled (retracted): nothing to predict from
+            fh.write(json.dumps({"op": op, "id": iid, "x": s.x} if op == "score"
+                                else {"op": op, "id": iid, "y": y}) + "\n")
+    script = Path(__file__).with_name("river_baseline.py")
+    subprocess.run([python, str(script), str(ops_path), str(out_path)], check=True)
+    preds = json.loads(out_path.read_text())
+    for s in ev.scored:
+        if str(s.interaction_id) in preds:
+            s.p_river = float(preds[str(s.interaction_id)])
+
+
+def _quality(rows: list[Scored], attr: str) -> dict[str, float | None]:
+    y = np.asarray([r.label for r in rows], dtype=np.int64)
+    p = np.asarray([getattr(r, attr) for r in rows], dtype=np.float64)
+    if len(rows) == 0 or np.isnan(p).any():
+        return {"auc": None, "logloss": None}
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return {"auc": float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else None,
+            "logloss": float(log_loss(y, p, labels=[0, 1]))}
+
+
+def group_summary(rows: list[Scored]) -> dict[str, Any]:
+    out: dict[str, Any] = {"labels": len(rows), "positives": int(sum(r.label or 0 for r in rows)),
+                           "customers": len({r.customer_id for r in rows})}
+    for name, attr in (("offline", "p_offline"), ("online", "p_online"), ("river", "p_river")):
+        q = _quality(rows, attr)
+        out[f"auc_{name}"] = None if q["auc"] is None else round(q["auc"], 4)
+        out[f"logloss_{name}"] = None if q["logloss"] is None else round(q["logloss"], 4)
+    return out
+
+
+def summarize(ev: Evaluation) -> dict[str, Any]:
+    rows = ev.evaluated()
+    warm = [r for r in rows if r.labels_before >= WARM_LABELS]
+    new = [r for r in rows if r.labels_before == 0]
+    curve = []
+    for lo, hi in WARMUP_BUCKETS:
+        bucket = [r for r in rows if lo <= r.labels_before <= hi]
+        if len(bucket) >= 30:
+            curve.append({"labels_before": [lo, hi], **group_summary(bucket)})
+    anomaly: dict[str, Any] = {"orders": len(ev.orders)}
+    scored_orders = [o for o in ev.orders if o["anomaly_score"] is not None]
+    truth = np.asarray([o["truth"] for o in scored_orders], dtype=bool)
+    if scored_orders and 0 < truth.sum() < len(truth):
+        score = np.asarray([o["anomaly_score"] for o in scored_orders])
+        flagged = np.asarray([o["anomalous"] for o in scored_orders], dtype=bool)
+        anomaly.update({
+            "anomalous_orders": int(truth.sum()),
+            "auc": round(float(roc_auc_score(truth, score)), 4),
+            "average_precision": round(float(average_precision_score(truth, score)), 4),
+            "flagged": int(flagged.sum()),
+            "precision": round(float((flagged & truth).sum() / max(flagged.sum(), 1)), 4),
+            "recall": round(float((flagged & truth).sum() / truth.sum()), 4),
+        })
+    return {
+        "seed": ev.seed,
+        "workload": ev.workload,
+        "warm": {"definition": f"scored when the customer had >= {WARM_LABELS} labeled events",
+                 **group_summary(warm)},
+        "new": {"definition": "scored when the customer had no labeled event yet",
+                **group_summary(new)},
+        "all": group_summary(rows),
+        "cold_start_model_served": bool(ev.manifests.get("propensity_cold", {})
+                                        .get("selection", {}).get("serve_for_cold_start", False)),
+        "warmup_curve": curve,
+        "order_anomaly": anomaly,
+        "models": {k: {"version": v["version"], "metrics": v.get("metrics")}
+                   for k, v in ev.manifests.items()},
+    }
