@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 JARS   := build/jars/livefit-flink-adapters.jar
 
-.PHONY: setup demo test test-unit test-e2e lint clean stack-down cluster submit cancel stop down screenshot
+.PHONY: setup demo report test test-unit test-e2e lint clean stack-down cluster submit cancel stop down screenshot
 
 setup: $(STAMP) $(JARS)
 
@@ -25,6 +25,10 @@ $(JARS): $(STAMP) $(wildcard jobs/java/livefit/flink/*.java)
 # `make demo EVENTS=500` stops by itself after 500 live interactions are scored.
 demo: setup
 	$(BIN)/livefit demo $(if $(EVENTS),--events $(EVENTS)) $(if $(RATE),--rate $(RATE))
+
+# The model quality report committed under docs/quality/ (default seed + a second one).
+report: setup
+	$(BIN)/livefit report --also-seed 2026 --out docs/quality
 
 test: setup lint
 	$(BIN)/python -m pytest

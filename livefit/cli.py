@@ -210,6 +210,18 @@ def cmd_bench(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(cfg: Config, args: argparse.Namespace) -> int:
+    from livefit.report import report
+
+    seeds = [cfg.data.seed if args.seed is None else args.seed, *(args.also_seed or [])]
+    summary = report(seeds, Path(args.out), say=_say, with_river=not args.no_river, cfg=cfg)
+    missed = [t["target"] for s in summary["seeds"] for t in s["targets"] if not t["met"]]
+    if missed:
+        _say(f"[report] {len(missed)} target(s) missed (see {args.out}/README.md): "
+             + "; ".join(sorted(set(missed))))
+    return 0
+
+
 # -- scores -----------------------------------------------------------------------------------
 
 class ScoreWatcher:
@@ -432,6 +444,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--latency-rate", type=float, action="append",
                    help="offered load for the latency run (repeatable; default 300 quick, 1000 and 5000 full)")
     b.set_defaults(func=cmd_bench)
+    r = sub.add_parser("report", help="model quality: offline vs offline + online vs River (Markdown, "
+                                      "PNG, summary.json)")
+    r.add_argument("--seed", type=int, help="workload seed (default: data.seed, 7)")
+    r.add_argument("--also-seed", type=int, action="append", help="more seeds in the same report")
+    r.add_argument("--out", default="docs/quality", help="output directory (default %(default)s)")
+    r.add_argument("--no-river", action="store_true", help="skip the River baseline (no venv)")
+    r.set_defaults(func=cmd_report)
     sc = sub.add_parser("scores", help="tail the score topic")
     sc.add_argument("--raw", action="store_true", help="print the JSON records as they are")
     sc.set_defaults(func=cmd_scores)

@@ -28,6 +28,7 @@ HOLDOUT_SHARE = 0.2
 ANOMALY_REVIEW_SHARE = 0.02
 # A few hundred cold-start holdout rows: a smaller AUC difference is noise, not a better model.
 COLD_START_MARGIN = 0.01
+MIN_ORDERS = 20  # an isolation forest needs some normal history to say what is unusual
 
 
 def extract_history(dsn: str) -> tuple[list[HistoryEvent], dict[int, Product]]:
@@ -179,12 +180,14 @@ def train_order_anomaly(
 ) -> dict[str, Any] | None:
     """IsolationForest on the order history's features (see udfs.anomaly)."""
     rows = [x for _e, x in order_examples(events, products, history_len)]
-    if len(rows) < 50:
-        say(f"[train] {name}: only {len(rows)} orders, not trained")
+    if len(rows) < MIN_ORDERS:
+        say(f"[train] {name}: only {len(rows)} orders (fewer than {MIN_ORDERS}), not trained; "
+            "orders are scored without an anomaly score until it is")
         return None
     X = np.asarray(rows, dtype=np.float64)
     # contamination: the share of orders flagged for review (sets the threshold, not the scores).
-    forest = IsolationForest(n_estimators=100, max_samples=256, contamination=ANOMALY_REVIEW_SHARE,
+    forest = IsolationForest(n_estimators=100, max_samples=min(256, len(rows)),
+                             contamination=ANOMALY_REVIEW_SHARE,
                              random_state=0).fit(X)
     flagged = float((forest.predict(X) == -1).mean())
     orders = [e.ts_ms for e in events if e.table == "orders"]
