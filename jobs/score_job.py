@@ -119,6 +119,15 @@ class ParseChangeEvents(ProcessFunction):
             self.tombstones.inc()  # handled: the delete before it carried the row
 
 
+def _subtask_index(runtime_context: RuntimeContext) -> int:
+    """This subtask's index, or -1 where PyFlink cannot tell: in thread mode PyFlink 2.3 calls a
+    Java method Flink 2 removed (AttributeError: no attribute 'getIndexOfThisSubtask')."""
+    try:
+        return int(runtime_context.get_index_of_this_subtask())
+    except Exception:  # noqa: BLE001 - any failure here only loses a label on metrics records
+        return -1
+
+
 class ScoreAndLearn(KeyedBroadcastProcessFunction):
     """Per customer: features + warm-up history in keyed state, score, resolve labels, learn."""
 
@@ -154,7 +163,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         self.logic = CustomerLogic.for_serving(self.model_dir, self.model_name, self.model_version,
                                                self.anomaly_name, self.params, warn=log.warning)
         model = self.logic.model
-        self.subtask = runtime_context.get_index_of_this_subtask()
+        self.subtask = _subtask_index(runtime_context)
         self.choice_checked = False
         metrics = runtime_context.get_metrics_group()
         self.swaps = metrics.counter("model_swaps")

@@ -247,6 +247,8 @@ class ScoreWatcher:
         self.latencies: list[int] = []
         self.updated_customers: set[int] = set()
         self.last: dict[str, Any] | None = None
+        self.order_ids: set[str] = set()
+        self.orders_flagged = 0
 
     def poll(self, timeout: float = 0.5) -> None:
         for msg in self.consumer.consume(num_messages=5000, timeout=timeout):
@@ -256,6 +258,11 @@ class ScoreWatcher:
                 self.dead += 1
                 continue
             rec = json.loads(msg.value())
+            if rec.get("kind") == "order":
+                if rec["event_id"] not in self.order_ids:
+                    self.order_ids.add(rec["event_id"])
+                    self.orders_flagged += bool(rec["anomalous"])
+                continue
             if rec["event_id"] in self.event_ids:
                 self.duplicates += 1
                 continue
@@ -286,6 +293,11 @@ def cmd_scores(cfg: Config, args: argparse.Namespace) -> int:
             r = json.loads(value)
             if args.raw:
                 print(value.decode(), flush=True)
+            elif r.get("kind") == "order":
+                score = "-" if r["anomaly_score"] is None else f"{r['anomaly_score']:.3f}"
+                print(f"{r['event_id']:<34} customer {r['customer_id']:>6} product {r['product_id']:>5} "
+                      f"order x{r['quantity']} {r['amount']:>9.2f}  anomaly {score}"
+                      f"{'  FLAGGED' if r['anomalous'] else ''}", flush=True)
             else:
                 print(f"{r['event_id']:<34} customer {r['customer_id']:>6} product {r['product_id']:>5} "
                       f"{r['interaction_kind']:<11} p_offline {r['p_offline']:.3f} "
@@ -366,6 +378,7 @@ def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
                 lat = f"commit->score p50 {p50} ms p99 {p99} ms" if p50 is not None else "no live scores yet"
                 last = watcher.last or {}
                 _say(f"[live] scored {n} ({len(watcher.live_ids)} live, {rate:,.0f}/s) | "
+                     f"orders {len(watcher.order_ids)} ({watcher.orders_flagged} flagged) | "
                      f"dead-lettered {watcher.dead} | {lat} | customers learning online "
                      f"{len(watcher.updated_customers)} | last: customer {last.get('customer_id')} "
                      f"p_offline {last.get('p_offline')} p_online {last.get('p_online')}")
@@ -378,7 +391,8 @@ def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
         _say("")
         _say(f"[demo] summary: {len(watcher.event_ids)} interactions scored "
              f"({len(watcher.live_ids)} live, {len(watcher.event_ids) - len(watcher.live_ids)} from "
-             f"the history snapshot), {watcher.duplicates} duplicate deliveries absorbed, "
+             f"the history snapshot), {len(watcher.order_ids)} orders scored for anomalies "
+             f"({watcher.orders_flagged} flagged), {watcher.duplicates} duplicate deliveries absorbed, "
              f"{watcher.dead} dead-lettered; live commit->score latency p50 {watcher.latency(0.5)} ms, "
              f"p99 {watcher.latency(0.99)} ms; {len(watcher.updated_customers)} customers with online "
              f"updates; traffic wrote {counts}")

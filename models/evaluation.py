@@ -18,6 +18,7 @@ generator's ground truth.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import tempfile
@@ -73,8 +74,7 @@ class Evaluation:
 def run(seed: int, train_share: float = 0.7, cfg: Config | None = None,
         data: DataConfig | None = None, say: Callable[[str], None] = print) -> Evaluation:
     cfg = cfg or Config()
-    data = data or DataConfig(seed=seed)
-    data.seed = seed
+    data = dataclasses.replace(data or DataConfig(), seed=seed)
     params = ScoringParams(label_horizon_ms=int(cfg.job.label_horizon_s * 1000),
                            history_len=cfg.job.history_len)
     workload = build_workload(cfg, data)
@@ -85,14 +85,12 @@ def run(seed: int, train_share: float = 0.7, cfg: Config | None = None,
         f"interactions; training on the first {train_share:.0%} of the time")
     with tempfile.TemporaryDirectory(prefix="livefit-report-models-") as model_dir:
         name = cfg.job.model_name
-        manifest = train_on_history([e for e in workload.history if e.ts_ms < cut_ms],
-                                    workload.products, model_dir, name, params.label_horizon_ms,
-                                    params.history_len, say=say)
+        train_on_history([e for e in workload.history if e.ts_ms < cut_ms], workload.products,
+                         model_dir, name, params.label_horizon_ms, params.history_len, say=say)
         model = OfflineModel.load(model_dir, name)
         cold = OfflineModel.load_optional(model_dir, f"{name}_cold")
         anomaly = OrderAnomalyModel.load_optional(model_dir, "order_anomaly")
     manifests = {m.name: m.manifest for m in (model, cold, anomaly) if m is not None}
-    del manifest
     logic = CustomerLogic(model, params, cold_model=cold, anomaly_model=anomaly)
     runner = LocalRunner(logic, cfg.job.max_out_of_orderness_ms)
     scored: dict[int, Scored] = {}
@@ -197,8 +195,8 @@ def summarize(ev: Evaluation) -> dict[str, Any]:
         "new": {"definition": "scored when the customer had no labeled event yet",
                 **group_summary(new)},
         "all": group_summary(rows),
-        "cold_start_model_served": bool(ev.manifests.get("propensity_cold", {})
-                                        .get("selection", {}).get("serve_for_cold_start", False)),
+        "cold_start_model_served": any(m.get("selection", {}).get("serve_for_cold_start", False)
+                                       for m in ev.manifests.values()),
         "warmup_curve": curve,
         "order_anomaly": anomaly,
         "models": {k: {"version": v["version"], "metrics": v.get("metrics")}
