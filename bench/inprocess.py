@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.workload import Workload
+from livefit.workload import Workload
 from udfs.customer import CustomerLogic
 from udfs.online import logit
 from udfs.runner import LocalRunner

@@ -29,11 +29,11 @@ import psutil
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.inprocess import naive_logic, run_loop
-from bench.workload import build_workload
 from livefit.config import Config, DataConfig, load_config
 from livefit.kafka_io import client_conf, ensure_topics, producer
 from livefit.stack import broker, manager
 from livefit.stack.procs import free_port, stop_pid
+from livefit.workload import build_workload
 from udfs.customer import CustomerLogic, ScoringParams
 
 REPO = Path(__file__).resolve().parents[1]

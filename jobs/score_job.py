@@ -175,11 +175,11 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         # metrics_every labels, as a record on the metrics topic.
         self.quality = RollingQuality(self.quality_window)
         self.quality_summary: dict[str, dict[str, Any]] = {}
+        gauges = {"logloss": "log_loss", "auc": "roc_auc", "calibration_error": "calibration_error"}
         for m in ("offline", "online"):
-            for stat in ("log_loss", "roc_auc", "calibration_error"):
-                metrics.gauge(f"{stat.replace('roc_', '').replace('log_', 'log')}_{m}_x1000",
-                              lambda m=m, stat=stat: int(
-                                  (self.quality_summary.get(m, {}).get(stat) or 0.0) * 1000))
+            for gauge, stat in gauges.items():
+                metrics.gauge(f"{gauge}_{m}_x1000", lambda m=m, stat=stat: int(
+                    (self.quality_summary.get(m, {}).get(stat) or 0.0) * 1000))
         self.labels_resolved = metrics.counter("labels_resolved")
         self.orders_scored = metrics.counter("orders_scored")
         self.orders_anomalous = metrics.counter("orders_anomalous")

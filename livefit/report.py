@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
-import sys
 import time
 import venv
 from collections.abc import Callable
@@ -188,6 +187,3 @@ def report(seeds: list[int], out: Path, say: Callable[[str], None] = print,
     say(f"[report] wrote {out}/README.md, summary.json and plots ({time.monotonic() - t0:.0f}s)")
     return summary
 
-
-if __name__ == "__main__":  # pragma: no cover - the CLI is `livefit report`
-    report([int(a) for a in sys.argv[2:]] or [7], Path(sys.argv[1]))

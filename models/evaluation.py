@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
-from bench.workload import build_workload
 from livefit.config import Config, DataConfig
+from livefit.workload import build_workload
 from models.train import train_on_history
 from udfs.customer import CustomerLogic, ScoringParams
 from udfs.online import sigmoid
 from udfs.runner import LocalRunner
-from udfs.scoring import OfflineModel, OrderAnomalyModel
+from udfs.scoring import OfflineModel, OrderAnomalyModel, cold_start_name
 
 WARM_LABELS = 10  # "customers with >= 10 labeled events"
 WARMUP_BUCKETS: tuple[tuple[int, int], ...] = (
@@ -86,10 +86,11 @@ def run(seed: int, train_share: float = 0.7, cfg: Config | None = None,
     with tempfile.TemporaryDirectory(prefix="livefit-report-models-") as model_dir:
         name = cfg.job.model_name
         train_on_history([e for e in workload.history if e.ts_ms < cut_ms], workload.products,
-                         model_dir, name, params.label_horizon_ms, params.history_len, say=say)
+                         model_dir, name, params.label_horizon_ms, params.history_len, say=say,
+                         anomaly_name=cfg.job.anomaly_model_name)
         model = OfflineModel.load(model_dir, name)
-        cold = OfflineModel.load_optional(model_dir, f"{name}_cold")
-        anomaly = OrderAnomalyModel.load_optional(model_dir, "order_anomaly")
+        cold = OfflineModel.load_optional(model_dir, cold_start_name(name))
+        anomaly = OrderAnomalyModel.load_optional(model_dir, cfg.job.anomaly_model_name)
     manifests = {m.name: m.manifest for m in (model, cold, anomaly) if m is not None}
     logic = CustomerLogic(model, params, cold_model=cold, anomaly_model=anomaly)
     runner = LocalRunner(logic, cfg.job.max_out_of_orderness_ms)

@@ -25,15 +25,16 @@ def cold_start_name(name: str) -> str:
     return f"{name}_cold"
 
 
-class OfflineModel:
+class ServedModel:
+    """A verified artifact from the model registry, as the job serves it: loading, naming."""
+
+    FEATURES: tuple[str, ...] = ()
+
     def __init__(self, estimator: Any, manifest: dict[str, Any]):
         self.estimator = estimator
         self.manifest = manifest
         self.name = str(manifest["name"])
         self.version = int(manifest["version"])
-        self._linear = _linear_parameters(estimator)
-
-    FEATURES: tuple[str, ...] = FEATURE_NAMES
 
     @classmethod
     def load(cls, model_dir: str | Path, name: str, version: int | None = None) -> Self:
@@ -80,6 +81,16 @@ class OfflineModel:
         """How a score record names this model."""
         return {"name": self.name, "version": self.version}
 
+
+class OfflineModel(ServedModel):
+    """A propensity model over FEATURE_NAMES."""
+
+    FEATURES = FEATURE_NAMES
+
+    def __init__(self, estimator: Any, manifest: dict[str, Any]):
+        super().__init__(estimator, manifest)
+        self._linear = _linear_parameters(estimator)
+
     @property
     def serves_cold_start(self) -> bool:
         """Training found this model better than the personalised one for cold-start customers."""
@@ -87,8 +98,8 @@ class OfflineModel:
 
     def logit_one(self, x: Sequence[float]) -> float:
         if self._linear is not None:
-            mean, scale, coef, intercept = self._linear
-            return float(np.dot((np.asarray(x, dtype=np.float64) - mean) / scale, coef) + intercept)
+            _mean, _scale, coef, intercept = self._linear
+            return float(np.dot(self.standardize(x), coef) + intercept)
         p = float(self.estimator.predict_proba(np.asarray([x], dtype=np.float64))[0, 1])
         return logit(p)
 
@@ -109,7 +120,7 @@ class OfflineModel:
         return np.log(p / (1 - p))
 
 
-class OrderAnomalyModel(OfflineModel):
+class OrderAnomalyModel(ServedModel):
     """An ``IsolationForest`` fitted on order history, scored with :class:`FastIsolationForest`."""
 
     FEATURES = ORDER_FEATURE_NAMES

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bench.workload import build_workload
 from livefit.config import Config, DataConfig
+from livefit.workload import build_workload
 from models.train import train_on_history
 from udfs.customer import CustomerLogic, ScoringParams
 

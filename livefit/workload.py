@@ -1,6 +1,6 @@
-"""A benchmark workload: the seeded generator's history as Debezium change events, exactly as
-Debezium writes them (envelope, key, topic), so the CDC topics can be preloaded and the job
-measured without the feeder in the way."""
+"""The seeded generator's history as Debezium change events, exactly as Debezium writes them
+(envelope, key, topic): the benchmark preloads the CDC topics with it (the job measured without
+the feeder in the way) and the quality report replays it through the job's logic."""
 
 from __future__ import annotations
 
