@@ -128,22 +128,60 @@ def _pct(values: list[float], q: float) -> float:
     return round(s[min(len(s) - 1, int(q * len(s)))], 1) if s else float("nan")
 
 
-def _job_env(cfg: Config, run_dir: Path) -> dict[str, str]:
-    return {**os.environ, "LIVEFIT_STACK__RUN_DIR": str(run_dir),
-            "LIVEFIT_JOB__PARALLELISM": str(cfg.job.parallelism),
-            "LIVEFIT_JOB__CHECKPOINT_INTERVAL_MS": str(cfg.job.checkpoint_interval_ms)}
+def _job_env(cfg: Config, run_dir: Path, mode: str | None = None) -> dict[str, str]:
+    env = {**os.environ, "LIVEFIT_STACK__RUN_DIR": str(run_dir),
+           "LIVEFIT_JOB__PARALLELISM": str(cfg.job.parallelism),
+           "LIVEFIT_JOB__CHECKPOINT_INTERVAL_MS": str(cfg.job.checkpoint_interval_ms),
+           "LIVEFIT_KAFKA__SCORES_TOPIC": cfg.kafka.scores_topic}
+    if mode:
+        env["LIVEFIT_FLINK__PYTHON_EXECUTION_MODE"] = mode
+    return env
 
 
-def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str], None]) -> dict[str, Any]:
+def _run_job(cfg: Config, run_dir: Path, interactions: int, mode: str,
+             say: Callable[[str], None]) -> dict[str, Any]:
+    """The job in one Python execution mode over the preloaded topics, into its own score topic."""
     from livefit.cli import start_job
+
+    base_topic = cfg.kafka.scores_topic
+    cfg.kafka.scores_topic = f"{base_topic}.bench-{mode}"
+    job = sampler = None
+    try:
+        ensure_topics(cfg.kafka, [cfg.kafka.scores_topic])
+        t_submit = time.time()
+        job = start_job(cfg, run_dir / "logs" / "job.log", env=_job_env(cfg, run_dir, mode))
+        sampler = ProcessTreeSampler(job.pid)
+        sampler.start()
+        scores = _collect_scores(cfg, lambda s: len(s) >= interactions, timeout_s=1800, job=job)
+        ts = sorted(v["broker_ts"] for v in scores.values())
+        span = (ts[-1] - ts[0]) / 1000
+        eps = interactions / span if span > 0 else float("nan")
+        time.sleep(max(0.0, cfg.job.checkpoint_interval_ms / 1000 * 1.5))  # one more checkpoint
+        say(f"job, python {mode} mode: {eps:,.0f} interactions/s over {span:.1f}s "
+            f"(first score {ts[0] / 1000 - t_submit:.0f}s after start)")
+    finally:
+        if sampler is not None:
+            sampler.stop.set()
+        if job is not None:
+            stop_pid(job.pid, timeout_s=30)
+        cfg.kafka.scores_topic = base_topic
+    return {"eps": round(eps, 1), "seconds": round(span, 1),
+            "memory_peak": sampler.peak if sampler else {},
+            "checkpoints": _checkpoints(run_dir / "logs" / "flink")}
+
+
+def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str], None],
+                modes: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Throughput of the job (in each Python execution mode of ``modes``; the configured one is
+    the headline) against the in-process limit and the naive baseline, on the same workload."""
     from models.train import train_on_history
 
+    modes = modes or (cfg.flink.python_execution_mode,)
     workload = build_workload(cfg, data)
     say(f"workload: {len(workload.records)} change events, {workload.interactions} interactions")
     port = free_port()
     broker_pid = broker.start(port, run_dir / "logs" / "tansu.log")
     cfg.kafka.bootstrap_servers = f"127.0.0.1:{port}"
-    job = sampler = None
     try:
         ensure_topics(cfg.kafka, cfg.kafka.all_topics())
         prod = producer(cfg.kafka, **{"linger.ms": 50, "batch.num.messages": 10_000})
@@ -169,36 +207,94 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
         naive = run_loop(workload, naive_logic(logic), cfg.job.max_out_of_orderness_ms,
                          max_interactions=naive_n)
         say(f"naive (sklearn per event, first {naive_n} interactions): {naive['eps']:,.0f} interactions/s")
-
-        t_submit = time.time()
-        job = start_job(cfg, run_dir / "logs" / "job.log", env=_job_env(cfg, run_dir))
-        sampler = ProcessTreeSampler(job.pid)
-        sampler.start()
-        scores = _collect_scores(cfg, lambda s: len(s) >= workload.interactions, timeout_s=1800, job=job)
-        ts = sorted(v["broker_ts"] for v in scores.values())
-        span = (ts[-1] - ts[0]) / 1000
-        job_eps = workload.interactions / span if span > 0 else float("nan")
-        time.sleep(max(0.0, cfg.job.checkpoint_interval_ms / 1000 * 1.5))  # one more checkpoint
-        say(f"job: {job_eps:,.0f} interactions/s over {span:.1f}s (first score {ts[0] / 1000 - t_submit:.0f}s after start)")
+        runs = {mode: _run_job(cfg, run_dir / f"job-{mode}", workload.interactions, mode, say)
+                for mode in modes}
     finally:
-        if sampler is not None:
-            sampler.stop.set()
-        if job is not None:
-            stop_pid(job.pid, timeout_s=30)
         stop_pid(broker_pid)
+    headline = cfg.flink.python_execution_mode if cfg.flink.python_execution_mode in runs else modes[0]
+    job = runs[headline]
     return {
         "events": len(workload.records), "interactions": workload.interactions,
-        "job_eps": round(job_eps, 1), "job_seconds": round(span, 1),
+        "job_eps": job["eps"], "job_seconds": job["seconds"], "job_mode": headline,
+        "job_by_mode": runs,
         "limit_eps": limit["eps"], "naive_eps": naive["eps"],
-        "ratio_job_limit": round(job_eps / limit["eps"], 4),
-        "ratio_job_naive": round(job_eps / naive["eps"], 2),
+        "ratio_job_limit": round(job["eps"] / limit["eps"], 4),
+        "ratio_job_naive": round(job["eps"] / naive["eps"], 2),
         "limit": limit, "naive": naive,
-        "memory_peak": sampler.peak if sampler else {},
-        "checkpoints": _checkpoints(run_dir / "logs" / "flink"),
+        "memory_peak": job["memory_peak"],
+        "checkpoints": job["checkpoints"],
         "state_bytes_per_customer": {"mean": limit["state_bytes_per_customer_mean"],
                                      "max": limit["state_bytes_per_customer_max"],
                                      "how": "pickled CustomerState, in-process loop"},
     }
+
+
+def measure_job_latency(cfg: Config, run_dir: Path, rate: float, seconds: float,
+                        say: Callable[[str], None]) -> dict[str, Any]:
+    """Job-only latency: the broker and the job, no PostgreSQL or Debezium in the path.
+
+    The workload's first part (products, and the customers' history up to then) is preloaded
+    and scored first; then a paced producer writes the rest at ``rate`` change events/s, each
+    with ``source.ts_ms`` set to the moment it is sent. Latency = that to the score record's
+    broker timestamp.
+    """
+    from livefit.cli import start_job
+    from models.train import train_on_history
+
+    live_n = int(rate * seconds)
+    data = DataConfig(customers=max(50, int(live_n * 1.5) // 30), products=300, history_days=60)
+    workload = build_workload(cfg, data)
+    preload = workload.records[:-live_n]
+    live = workload.records[-live_n:]
+    port = free_port()
+    broker_pid = broker.start(port, run_dir / "logs" / "tansu.log")
+    cfg.kafka.bootstrap_servers = f"127.0.0.1:{port}"
+    job = None
+    try:
+        ensure_topics(cfg.kafka, cfg.kafka.all_topics())
+        prod = producer(cfg.kafka, **{"linger.ms": 2})
+        for topic, key, value, ts in preload:
+            while True:
+                try:
+                    prod.produce(topic, key=key, value=value, timestamp=ts)
+                    break
+                except BufferError:
+                    prod.poll(0.1)
+        assert prod.flush(120) == 0
+        cfg.job.model_dir = str(run_dir / "models")
+        train_on_history(workload.history, workload.products, cfg.job.model_dir, cfg.job.model_name,
+                         int(cfg.job.label_horizon_s * 1000), cfg.job.history_len, say=lambda m: None)
+        preloaded = sum(1 for t, *_ in preload if t.endswith(".interactions"))
+        job = start_job(cfg, run_dir / "logs" / "job.log", env=_job_env(cfg, run_dir))
+        _collect_scores(cfg, lambda sc: len(sc) >= preloaded, timeout_s=600, job=job)
+        t0 = time.time() * 1000
+        start = time.perf_counter()
+        for i, (topic, key, value, _) in enumerate(live):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            env = json.loads(value)
+            now = int(time.time() * 1000)
+            env["source"]["ts_ms"] = env["ts_ms"] = now
+            prod.produce(topic, key=key, value=json.dumps(env).encode(), timestamp=now)
+            prod.poll(0)
+        assert prod.flush(60) == 0
+        sent_for = time.perf_counter() - start
+        want = sum(1 for t, *_ in live if t.endswith(".interactions"))
+        scores = _collect_scores(
+            cfg, lambda sc: sum(1 for v in sc.values() if v["commit_ts"] >= t0) >= want,
+            timeout_s=600, job=job)
+        lat = [v["broker_ts"] - v["commit_ts"] for v in scores.values() if v["commit_ts"] >= t0]
+        out = {"offered_rate": rate, "achieved_rate": round(live_n / sent_for, 1),
+               "seconds": seconds, "scored": len(lat),
+               "p50": _pct(lat, 0.5), "p95": _pct(lat, 0.95), "p99": _pct(lat, 0.99)}
+        say(f"job-only latency at {out['achieved_rate']:,.0f} events/s offered: p50 {out['p50']} ms, "
+            f"p95 {out['p95']} ms, p99 {out['p99']} ms")
+        return out
+    finally:
+        if job is not None:
+            stop_pid(job.pid, timeout_s=30)
+        stop_pid(broker_pid)
 
 
 def measure_latency(cfg: Config, run_dir: Path, rate: float, seconds: float,
@@ -248,21 +344,32 @@ def run(quick: bool, events: int | None = None, out_dir: Path = RESULTS,
     data = DataConfig(customers=customers, products=300, history_days=60)
     started = time.time()
     try:
-        result = measure_job(cfg, base / "job", data, say)
+        configured = cfg.flink.python_execution_mode
+        modes = (configured, *(m for m in ("thread", "process") if m != configured))
+        result = measure_job(cfg, base / "job", data, say, modes=modes)
         rates = latency_rates if latency_rates is not None else ((300.0,) if quick else (1000.0, 5000.0))
         result["latency_ms"] = {}
         for rate in rates:
             lat_cfg = load_config()
             result["latency_ms"][str(int(rate))] = measure_latency(
                 lat_cfg, base / f"latency-{int(rate)}", rate, 20 if quick else 60, say)
+        result["job_only_latency_ms"] = {}
+        for rate in rates:
+            result["job_only_latency_ms"][str(int(rate))] = measure_job_latency(
+                load_config(), base / f"job-latency-{int(rate)}", rate, 20 if quick else 60, say)
         first = next(iter(result["latency_ms"].values()), None)
         if first:
             result["latency_ms"].update({k: first[k] for k in ("p50", "p95", "p99")})
     finally:
         shutil.rmtree(base, ignore_errors=True)
+    f = cfg.flink
     result["config"] = {
-        "parallelism": cfg.job.parallelism, "execution_mode": "local execution, python process mode",
-        "bundle_size": 1000, "bundle_time_ms": 100, "state_backend": "hashmap",
+        "parallelism": cfg.job.parallelism,
+        "execution_mode": f"local execution (mini cluster), python {result['job_mode']} mode",
+        "python_execution_mode": result["job_mode"],
+        "bundle_size": f.bundle_size, "bundle_time_ms": f.bundle_time_ms,
+        "bundle_applies_to": "process mode",
+        "python_state_cache_size": f.python_state_cache_size, "state_backend": f.state_backend,
         "checkpoint_interval_ms": cfg.job.checkpoint_interval_ms, "quick": quick,
     }
     result["machine"] = {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30),
@@ -279,13 +386,17 @@ def run(quick: bool, events: int | None = None, out_dir: Path = RESULTS,
 
 def print_table(r: dict[str, Any]) -> None:
     rows = [
-        ("job throughput (interactions/s)", f"{r['job_eps']:,.0f}"),
+        (f"job throughput, {r['job_mode']} mode (interactions/s)", f"{r['job_eps']:,.0f}"),
+        *((f"  job throughput, {m} mode (interactions/s)", f"{v['eps']:,.0f}")
+          for m, v in r.get("job_by_mode", {}).items() if m != r["job_mode"]),
         ("in-process limit (interactions/s)", f"{r['limit_eps']:,.0f}"),
         ("naive: sklearn per event (interactions/s)", f"{r['naive_eps']:,.0f}"),
         ("job / limit", f"{r['ratio_job_limit']:.3f}"),
         ("job / naive", f"{r['ratio_job_naive']:.2f}"),
         ("latency commit->score p50 / p95 / p99 (ms)",
          f"{r['latency_ms'].get('p50')} / {r['latency_ms'].get('p95')} / {r['latency_ms'].get('p99')}"),
+        *((f"job-only latency at {k}/s offered p50 / p95 / p99 (ms)", f"{v['p50']} / {v['p95']} / {v['p99']}")
+          for k, v in r.get("job_only_latency_ms", {}).items()),
         ("peak RSS: JVM / Python workers (MB)",
          f"{r['memory_peak'].get('jvm_mb')} / {r['memory_peak'].get('python_workers_mb')}"),
         ("checkpoints: last size (bytes) / median duration (ms)",

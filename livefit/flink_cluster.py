@@ -74,6 +74,8 @@ def write_runtime_conf(cfg: Config) -> Path:
     py["executable"] = sys.executable
     py.setdefault("client", {})["executable"] = sys.executable
     py["execution-mode"] = cfg.flink.python_execution_mode
+    py.setdefault("fn-execution", {})["bundle"] = {"size": cfg.flink.bundle_size,
+                                                   "time": cfg.flink.bundle_time_ms}
     if cfg.flink.python_execution_mode == "thread":
         # Thread mode needs the venv on the embedded interpreter's path (else "No module named
         # 'pemja'") and flink-python on the cluster classpath (see flink_lib_dir) -- PLATFORM.md.

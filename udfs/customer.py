@@ -64,6 +64,8 @@ class CustomerState:
     seen: array = field(default_factory=lambda: array("q"))
     duplicates: int = 0
     segment: str | None = None
+    last_event_ms: int = 0  # event time of the newest change applied (for inactivity expiry)
+    expiry_timer_ms: int = 0  # the inactivity timer registered last (0: none)
     positives: int = 0
     negatives: int = 0
     expired: int = 0
@@ -74,6 +76,13 @@ class ScoringParams:
     label_horizon_ms: int = 120_000
     history_len: int = 20
     prior_precision: float = PRIOR_PRECISION_W  # of the online residual's weights (see udfs.online)
+    # A customer with no change for this long (event time) is forgotten; 0: never.
+    inactivity_ttl_ms: int = 0
+
+
+# Inactivity timers are rounded up to the hour: a customer active all day registers a new timer
+# at most once an hour instead of on every event (Flink keeps one timer per key and timestamp).
+EXPIRY_GRANULARITY_MS = 3_600_000
 
 
 @dataclass(slots=True)
@@ -149,12 +158,30 @@ class CustomerLogic:
         if watermark_ms is not None and state.recent_orders:
             state.recent_orders = [(q, t) for q, t in state.recent_orders if t >= watermark_ms]
         if ev.table == "interactions":
-            return self.on_interaction(state, ev, product, now_ms)
-        if ev.table == "orders":
-            return self.on_order(state, ev, product, now_ms)
-        if ev.table == "customers":
-            return self.on_customer(state, ev)
-        raise ValueError(f"event of table {ev.table!r} is not customer-keyed")
+            out = self.on_interaction(state, ev, product, now_ms)
+        elif ev.table == "orders":
+            out = self.on_order(state, ev, product, now_ms)
+        elif ev.table == "customers":
+            out = self.on_customer(state, ev)
+        else:
+            raise ValueError(f"event of table {ev.table!r} is not customer-keyed")
+        self._schedule_expiry(state, ev.event_ts_ms, out)
+        return out
+
+    def _schedule_expiry(self, state: CustomerState, event_ts_ms: int, out: Outcome) -> None:
+        """Keep an event-time timer at (newest change + inactivity TTL), rounded up to the hour.
+
+        Event time, not Flink's processing-time state TTL: a replay expires exactly the same
+        customers, and it works in PyFlink's thread mode, where state TTL cannot be configured.
+        """
+        ttl = self.params.inactivity_ttl_ms
+        state.last_event_ms = max(state.last_event_ms, event_ts_ms)
+        if ttl <= 0 or out.clear_state:
+            return
+        due = -(-(state.last_event_ms + ttl) // EXPIRY_GRANULARITY_MS) * EXPIRY_GRANULARITY_MS
+        if due != state.expiry_timer_ms:
+            state.expiry_timer_ms = due
+            out.timers.append(due)
 
     def on_interaction(
         self, state: CustomerState, ev: ChangeEvent, product: Product | None,
@@ -274,7 +301,8 @@ class CustomerLogic:
         return Outcome()
 
     def on_timer(self, state: CustomerState, timestamp_ms: int) -> Outcome:
-        """The horizon passed for pending interactions up to ``timestamp_ms``: negatives."""
+        """The horizon passed for pending interactions up to ``timestamp_ms``: negatives. Past
+        the inactivity TTL the customer is forgotten (after those labels are learned and sent)."""
         out = Outcome()
         horizon = self.params.label_horizon_ms
         due = [p for p in state.pending if p.ts_ms + horizon <= timestamp_ms]
@@ -282,6 +310,9 @@ class CustomerLogic:
             state.pending = [p for p in state.pending if p.ts_ms + horizon > timestamp_ms]
             for p in due:
                 self._learn(state, p, 0, out)
+        ttl = self.params.inactivity_ttl_ms
+        if ttl > 0 and timestamp_ms >= state.last_event_ms + ttl:
+            out.clear_state = True
         return out
 
     def _learn(self, state: CustomerState, p: PendingLabel, y: int, out: Outcome) -> None:

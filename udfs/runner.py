@@ -57,7 +57,10 @@ class LocalRunner:
             t, cid = heapq.heappop(self.timers)
             state = self.states.get(cid)
             if state is not None:
-                yield self.logic.on_timer(state, t)
+                out = self.logic.on_timer(state, t)
+                if out.clear_state:
+                    del self.states[cid]
+                yield out
 
     def finish(self) -> Iterator[Outcome]:
         """End of input: the watermark jumps to the end of time, so every pending label resolves."""

@@ -121,12 +121,12 @@ def test_flink_run_metrics_model_swap_and_cancel(stack: Stack):
     assert pids and not any(pid_alive(p) for p in pids)
 
 
-def test_python_thread_mode_runs_the_same_job(stack: Stack):
-    """Thread mode (UDFs inside the TaskManager JVM) with PLATFORM.md's two fixes, and without
-    state TTL, which PyFlink 2.3 cannot configure in thread mode."""
+def test_python_process_mode_runs_the_same_job(stack: Stack):
+    """Process mode (UDFs in Beam workers over gRPC), the alternative to the default thread mode
+    the other cluster test runs in."""
     cfg = stack.cfg
     cfg.flink.rest_port, cfg.flink.rpc_port = free_port(), free_port()
-    cfg.flink.python_execution_mode = "thread"
+    cfg.flink.python_execution_mode = "process"
     col = TopicCollector(cfg)
     try:
         deadline = time.monotonic() + 5
@@ -136,17 +136,17 @@ def test_python_thread_mode_runs_the_same_job(stack: Stack):
         fc.start(cfg)
         job_id = fc.submit(cfg)
         # A new job reads the CDC topics from the start: the history is scored again.
-        col.wait_for("scores from the thread-mode job",
+        col.wait_for("scores from the process-mode job",
                      lambda: len(col.scores) >= before + len(stack.seeded_interactions), timeout_s=180)
         tm_log = "".join(p.read_text(errors="replace") for p in
                          (cfg.run_dir / "logs" / "flink-cluster").glob("*taskexecutor*.log"))
         assert "switched from INITIALIZING to FAILED" not in tm_log
         assert fc.rest(cfg, f"/jobs/{job_id}")["state"] == "RUNNING"
-        print(f"\n[cluster] thread mode: {len(col.scores) - before} scores from job {job_id}")
+        print(f"\n[cluster] process mode: {len(col.scores) - before} scores from job {job_id}")
     finally:
         col.close()
         pids = fc.cluster_pids(cfg)
         fc.cancel(cfg)
         fc.stop(cfg)
-        cfg.flink.python_execution_mode = "process"
+        cfg.flink.python_execution_mode = "thread"
     assert not any(pid_alive(p) for p in pids)

@@ -92,6 +92,26 @@ def test_customer_delete_clears_state(logic):
     assert out.clear_state
 
 
+def test_inactive_customers_expire_by_event_time_after_their_last_labels():
+    hour, ttl = 3_600_000, 86_400_000
+    logic = CustomerLogic(offline_model(), ScoringParams(label_horizon_ms=HORIZON, history_len=5,
+                                                         inactivity_ttl_ms=ttl))
+    s = CustomerState()
+    first = logic.on_event(s, interaction(1, 1_000), SHOE)
+    assert first.timers == [1_000 + HORIZON, ttl + hour]  # the horizon, the hour after the TTL
+    assert logic.on_event(s, interaction(2, 2_000), SHOE).timers == [2_000 + HORIZON]  # same hour
+    later = logic.on_event(s, interaction(3, 2 * hour), SHOE)
+    assert later.timers == [2 * hour + HORIZON, 2 * hour + ttl]
+    stale = logic.on_timer(s, ttl + hour)  # an old expiry timer: the customer was active since
+    assert not stale.clear_state and stale.learned == 3  # (labels due by then are still learned)
+    assert logic.on_timer(s, 2 * hour + ttl).clear_state
+
+    once = CustomerState()
+    due = logic.on_event(once, interaction(4, 5_000), SHOE).timers[-1]
+    gone = logic.on_timer(once, due)  # its label is due too: learned and logged, then forgotten
+    assert gone.clear_state and gone.learned == 1 and len(gone.labels) == 1
+
+
 def test_state_survives_pickling_mid_stream(logic):
     s = CustomerState()
     logic.on_interaction(s, interaction(1, 1_000), SHOE)
