@@ -138,6 +138,28 @@ def _job_env(cfg: Config, run_dir: Path, mode: str | None = None) -> dict[str, s
     return env
 
 
+def _preload_and_train(cfg: Config, run_dir: Path, workload: Any,
+                       records: list[tuple[str, bytes, bytes, int]], **producer_conf: Any) -> Any:
+    """Create the topics, write ``records`` to them, train the models on the workload's history
+    into ``run_dir/models``; returns the producer for more."""
+    from models.train import train_on_history
+
+    ensure_topics(cfg.kafka, cfg.kafka.all_topics())
+    prod = producer(cfg.kafka, **producer_conf)
+    for topic, key, value, ts in records:
+        while True:
+            try:
+                prod.produce(topic, key=key, value=value, timestamp=ts)
+                break
+            except BufferError:
+                prod.poll(0.1)
+    assert prod.flush(120) == 0
+    cfg.job.model_dir = str(run_dir / "models")
+    train_on_history(workload.history, workload.products, cfg.job.model_dir, cfg.job.model_name,
+                     int(cfg.job.label_horizon_s * 1000), cfg.job.history_len, say=lambda m: None)
+    return prod
+
+
 def _run_job(cfg: Config, run_dir: Path, interactions: int, mode: str,
              say: Callable[[str], None]) -> dict[str, Any]:
     """The job in one Python execution mode over the preloaded topics, into its own score topic."""
@@ -174,8 +196,6 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
                 modes: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Throughput of the job (in each Python execution mode of ``modes``; the configured one is
     the headline) against the in-process limit and the naive baseline, on the same workload."""
-    from models.train import train_on_history
-
     modes = modes or (cfg.flink.python_execution_mode,)
     workload = build_workload(cfg, data)
     say(f"workload: {len(workload.records)} change events, {workload.interactions} interactions")
@@ -183,20 +203,9 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
     broker_pid = broker.start(port, run_dir / "logs" / "tansu.log")
     cfg.kafka.bootstrap_servers = f"127.0.0.1:{port}"
     try:
-        ensure_topics(cfg.kafka, cfg.kafka.all_topics())
-        prod = producer(cfg.kafka, **{"linger.ms": 50, "batch.num.messages": 10_000})
-        for topic, key, value, ts in workload.records:
-            while True:
-                try:
-                    prod.produce(topic, key=key, value=value, timestamp=ts)
-                    break
-                except BufferError:
-                    prod.poll(0.1)
-        assert prod.flush(120) == 0
+        _preload_and_train(cfg, run_dir, workload, workload.records,
+                           **{"linger.ms": 50, "batch.num.messages": 10_000})
         say(f"preloaded the CDC topics on 127.0.0.1:{port}")
-        cfg.job.model_dir = str(run_dir / "models")
-        train_on_history(workload.history, workload.products, cfg.job.model_dir, cfg.job.model_name,
-                         int(cfg.job.label_horizon_s * 1000), cfg.job.history_len, say=lambda m: None)
         logic = CustomerLogic.for_serving(
             cfg.job.model_dir, cfg.job.model_name, 0, cfg.job.anomaly_model_name,
             ScoringParams(int(cfg.job.label_horizon_s * 1000), cfg.job.history_len,
@@ -227,74 +236,6 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
                                      "max": limit["state_bytes_per_customer_max"],
                                      "how": "pickled CustomerState, in-process loop"},
     }
-
-
-def measure_job_latency(cfg: Config, run_dir: Path, rate: float, seconds: float,
-                        say: Callable[[str], None]) -> dict[str, Any]:
-    """Job-only latency: the broker and the job, no PostgreSQL or Debezium in the path.
-
-    The workload's first part (products, and the customers' history up to then) is preloaded
-    and scored first; then a paced producer writes the rest at ``rate`` change events/s, each
-    with ``source.ts_ms`` set to the moment it is sent. Latency = that to the score record's
-    broker timestamp.
-    """
-    from livefit.cli import start_job
-    from models.train import train_on_history
-
-    live_n = int(rate * seconds)
-    data = DataConfig(customers=max(50, int(live_n * 1.5) // 30), products=300, history_days=60)
-    workload = build_workload(cfg, data)
-    preload = workload.records[:-live_n]
-    live = workload.records[-live_n:]
-    port = free_port()
-    broker_pid = broker.start(port, run_dir / "logs" / "tansu.log")
-    cfg.kafka.bootstrap_servers = f"127.0.0.1:{port}"
-    job = None
-    try:
-        ensure_topics(cfg.kafka, cfg.kafka.all_topics())
-        prod = producer(cfg.kafka, **{"linger.ms": 2})
-        for topic, key, value, ts in preload:
-            while True:
-                try:
-                    prod.produce(topic, key=key, value=value, timestamp=ts)
-                    break
-                except BufferError:
-                    prod.poll(0.1)
-        assert prod.flush(120) == 0
-        cfg.job.model_dir = str(run_dir / "models")
-        train_on_history(workload.history, workload.products, cfg.job.model_dir, cfg.job.model_name,
-                         int(cfg.job.label_horizon_s * 1000), cfg.job.history_len, say=lambda m: None)
-        preloaded = sum(1 for t, *_ in preload if t.endswith(".interactions"))
-        job = start_job(cfg, run_dir / "logs" / "job.log", env=_job_env(cfg, run_dir))
-        _collect_scores(cfg, lambda sc: len(sc) >= preloaded, timeout_s=600, job=job)
-        t0 = time.time() * 1000
-        start = time.perf_counter()
-        for i, (topic, key, value, _) in enumerate(live):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            env = json.loads(value)
-            now = int(time.time() * 1000)
-            env["source"]["ts_ms"] = env["ts_ms"] = now
-            prod.produce(topic, key=key, value=json.dumps(env).encode(), timestamp=now)
-            prod.poll(0)
-        assert prod.flush(60) == 0
-        sent_for = time.perf_counter() - start
-        want = sum(1 for t, *_ in live if t.endswith(".interactions"))
-        scores = _collect_scores(
-            cfg, lambda sc: sum(1 for v in sc.values() if v["commit_ts"] >= t0) >= want,
-            timeout_s=600, job=job)
-        lat = [v["broker_ts"] - v["commit_ts"] for v in scores.values() if v["commit_ts"] >= t0]
-        out = {"offered_rate": rate, "achieved_rate": round(live_n / sent_for, 1),
-               "seconds": seconds, "scored": len(lat),
-               "p50": _pct(lat, 0.5), "p95": _pct(lat, 0.95), "p99": _pct(lat, 0.99)}
-        say(f"job-only latency at {out['achieved_rate']:,.0f} events/s offered: p50 {out['p50']} ms, "
-            f"p95 {out['p95']} ms, p99 {out['p99']} ms")
-        return out
-    finally:
-        if job is not None:
-            stop_pid(job.pid, timeout_s=30)
-        stop_pid(broker_pid)
 
 
 def measure_latency(cfg: Config, run_dir: Path, rate: float, seconds: float,
@@ -353,10 +294,6 @@ def run(quick: bool, events: int | None = None, out_dir: Path = RESULTS,
             lat_cfg = load_config()
             result["latency_ms"][str(int(rate))] = measure_latency(
                 lat_cfg, base / f"latency-{int(rate)}", rate, 20 if quick else 60, say)
-        result["job_only_latency_ms"] = {}
-        for rate in rates:
-            result["job_only_latency_ms"][str(int(rate))] = measure_job_latency(
-                load_config(), base / f"job-latency-{int(rate)}", rate, 20 if quick else 60, say)
         first = next(iter(result["latency_ms"].values()), None)
         if first:
             result["latency_ms"].update({k: first[k] for k in ("p50", "p95", "p99")})
@@ -395,8 +332,6 @@ def print_table(r: dict[str, Any]) -> None:
         ("job / naive", f"{r['ratio_job_naive']:.2f}"),
         ("latency commit->score p50 / p95 / p99 (ms)",
          f"{r['latency_ms'].get('p50')} / {r['latency_ms'].get('p95')} / {r['latency_ms'].get('p99')}"),
-        *((f"job-only latency at {k}/s offered p50 / p95 / p99 (ms)", f"{v['p50']} / {v['p95']} / {v['p99']}")
-          for k, v in r.get("job_only_latency_ms", {}).items()),
         ("peak RSS: JVM / Python workers (MB)",
          f"{r['memory_peak'].get('jvm_mb')} / {r['memory_peak'].get('python_workers_mb')}"),
         ("checkpoints: last size (bytes) / median duration (ms)",

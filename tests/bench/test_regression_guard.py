@@ -2,9 +2,10 @@
 with the in-process limit measured in the same run (a ratio, not an absolute time: these
 machines are noisy) and fails if the job falls well below where it is now.
 
-Measured here (2 cores): job / limit = 0.11 (quick bench, 6.7k interactions). The guard sits
-at 0.04, below run-to-run noise but above the 0.046 the job had before PyFlink's state cache
-was turned back on -- the kind of regression it is for.
+Measured here (2 cores, Python thread mode, the default): job / limit = 0.15-0.18 (quick
+bench and 34k-interaction runs); process mode 0.08-0.10 on workloads with more customers than
+its state cache holds. The guard sits at 0.07: below run-to-run noise, above what a regression
+to the process mode's or an uncached state path's speed would give.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from livefit.config import DataConfig, load_config
 
 pytestmark = pytest.mark.e2e
 
-GUARD_JOB_OVER_LIMIT = 0.04
+GUARD_JOB_OVER_LIMIT = 0.07
 
 
 def test_job_keeps_its_ratio_to_the_in_process_limit():
