@@ -118,6 +118,24 @@ class ParseChangeEvents(ProcessFunction):
             self.tombstones.inc()  # handled: the delete before it carried the row
 
 
+class ValueMetric:
+    """A current value as a Flink metric, pushed from Python: a counter moved by the change.
+
+    Not a gauge: a PyFlink gauge is a callback from Flink's metrics thread into the interpreter,
+    and in thread mode one such call crashed a TaskManager (SIGSEGV in take_gil, under
+    MetricGauge.getValue) while the REST API was being read. Counters never call back.
+    """
+
+    def __init__(self, group: Any, name: str):
+        self._counter = group.counter(name)
+        self.value = 0
+
+    def set(self, value: int) -> None:
+        if value != self.value:
+            self._counter.inc(value - self.value)
+            self.value = value
+
+
 def _subtask_index(runtime_context: RuntimeContext) -> int:
     """This subtask's index (-1 if unknown). In thread mode PyFlink 2.3's
     get_index_of_this_subtask() calls a Java method Flink 2 removed ('getIndexOfThisSubtask'):
@@ -169,18 +187,14 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         metrics = runtime_context.get_metrics_group()
         self.swaps = metrics.counter("model_swaps")
         self.swaps_refused = metrics.counter("model_swaps_refused")
-        self.customers = 0
-        metrics.gauge("customers_tracked", lambda: self.customers)
+        self.customers = metrics.counter("customers_tracked")  # up on a new customer, down when gone
         # Rolling quality over the last labels this subtask resolved, of the offline model alone
-        # and of offline + online, as gauges (x1000: some reporters read integers) and, every
+        # and of offline + online, as metrics (x1000: some reporters read integers) and, every
         # metrics_every labels, as a record on the metrics topic.
         self.quality = RollingQuality(self.quality_window)
-        self.quality_summary: dict[str, dict[str, Any]] = {}
-        gauges = {"logloss": "log_loss", "auc": "roc_auc", "calibration_error": "calibration_error"}
-        for m in ("offline", "online"):
-            for gauge, stat in gauges.items():
-                metrics.gauge(f"{gauge}_{m}_x1000", lambda m=m, stat=stat: int(
-                    (self.quality_summary.get(m, {}).get(stat) or 0.0) * 1000))
+        stats = {"logloss": "log_loss", "auc": "roc_auc", "calibration_error": "calibration_error"}
+        self.quality_metrics = {(m, stat): ValueMetric(metrics, f"{name}_{m}_x1000")
+                                for m in ("offline", "online") for name, stat in stats.items()}
         self.labels_resolved = metrics.counter("labels_resolved")
         self.orders_scored = metrics.counter("orders_scored")
         self.orders_anomalous = metrics.counter("orders_anomalous")
@@ -190,19 +204,21 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         self.unknown_products = metrics.counter("unknown_products")
         self.duplicates = metrics.counter("duplicates_absorbed")
         self.customers_expired = metrics.counter("customers_expired")
-        self.last_latency_ms = 0
-        metrics.gauge("model_version", lambda: self.logic.model.version)
-        metrics.gauge("score_latency_ms", lambda: self.last_latency_ms)
+        self.model_version = ValueMetric(metrics, "model_version")
+        self.model_version.set(model.version)
+        self.score_latency = ValueMetric(metrics, "score_latency_ms")
         log.info("scoring with %s v%d", model.name, model.version)
 
     def _emit(self, outcome: Outcome) -> Iterable[Row]:
+        if outcome.records:
+            last = outcome.records[-1]
+            self.score_latency.set(last["scored_at"] - last["commit_ts"])
         for record in outcome.records:
             self.scored.inc()
             if record["kind"] == "order":
                 self.orders_scored.inc()
                 if record["anomalous"]:
                     self.orders_anomalous.inc()
-            self.last_latency_ms = record["scored_at"] - record["commit_ts"]
             yield Row(self.scores_topic, str(record["customer_id"]).encode(),
                       json.dumps(record, separators=(",", ":")).encode())
         for label in outcome.labels:
@@ -217,8 +233,10 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         self.quality.add("online", label["p_online"], y)
         self.labels_resolved.inc()
         if self.quality.seen["online"] % self.metrics_every == 0:
-            self.quality_summary = self.quality.summary()
-            record = metrics_record(self.quality_summary, self.subtask, label["model"],
+            summary = self.quality.summary()
+            for (m, stat), metric in self.quality_metrics.items():
+                metric.set(int((summary.get(m, {}).get(stat) or 0.0) * 1000))
+            record = metrics_record(summary, self.subtask, label["model"],
                                     int(time.time() * 1000))
             yield Row(self.metrics_topic, f"subtask-{self.subtask}".encode(),
                       json.dumps(record, separators=(",", ":")).encode())
@@ -238,6 +256,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                       current.version, exc)
             return False
         self.logic.model = model
+        self.model_version.set(model.version)
         self.swaps.inc()
         log.warning("model swapped: %s v%d -> v%d", model.name, current.version, model.version)
         return True
@@ -256,7 +275,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             state = self.state.value()
             if state is None:
                 state = CustomerState()
-                self.customers += 1
+                self.customers.inc()
             outcome = self.logic.on_event(
                 state, value, product, watermark_ms=ctx.timer_service().current_watermark())
         except Exception as exc:  # one bad event must not stop the job: dead-letter it
@@ -272,7 +291,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             return
         if outcome.clear_state:
             self.state.clear()
-            self.customers -= 1
+            self.customers.dec()
         else:
             self.state.update(state)
         for ts in outcome.timers:
@@ -309,7 +328,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         outcome = self.logic.on_timer(state, timestamp)
         if outcome.clear_state:
             self.state.clear()
-            self.customers -= 1
+            self.customers.dec()
             self.customers_expired.inc()
         elif outcome.learned:
             self.state.update(state)
