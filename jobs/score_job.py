@@ -1,11 +1,15 @@
 """livefit scoring job (PyFlink DataStream API).
 
-    Debezium CDC topics --> parse-debezium --+--> (products) broadcast state ---------------+
-                                              |                                              |
-                                              +--> key by customer --> score-and-learn <-----+
-                                              |                             |
-                                              +--> dead letters ------------+--> kafka-sink
-                                                                   (livefit.scores / .deadletter)
+    CDC + control topics --> cdc-source --+--> customer-changes --> key-by-customer (JVM) --+
+                                          |                                                 v
+                                          +--> product-changes --> parse-broadcast --> score-and-learn
+                                                 (products, control)    |  broadcast state  |  parse, score, learn
+                                                                        v                   v
+                                                                 dead letters -------> kafka-sink
+                                                                  (livefit.scores / .labels / .metrics / .deadletter)
+
+Customer changes are keyed in the JVM (CustomerKeyAssigner.java) and parsed once, inside the
+keyed operator: one Python stage per event, no pickled event crossing a shuffle.
 
 Runs unchanged locally (``python jobs/score_job.py``) and under ``flink run -py``. The logic lives
 in ``udfs/``; this file only wires operators, state, timers, metrics and connectors.
@@ -29,7 +33,9 @@ from pyflink.common import Configuration, Row, Types, WatermarkStrategy
 from pyflink.common.completable_future import CompletableFuture
 from pyflink.datastream import (
     CheckpointingMode,
+    DataStream,
     KeyedBroadcastProcessFunction,
+    KeyedStream,
     OutputTag,
     ProcessFunction,
     RuntimeContext,
@@ -44,6 +50,7 @@ from pyflink.datastream.connectors.kafka import (
 )
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 from pyflink.java_gateway import get_gateway
+from pyflink.util.java_utils import to_jarray
 
 from livefit.checkpoints import latest_restore_point
 from livefit.config import Config, load_config
@@ -71,8 +78,6 @@ KAFKA_OUT = Types.ROW_NAMED(
     [Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.PRIMITIVE_ARRAY(Types.BYTE())],
 )
 DEAD_LETTERS = OutputTag("dead-letters", KAFKA_OUT)
-# Product changes and control messages: broadcast to every scoring task.
-BROADCAST = OutputTag("product-changes-and-control", Types.PICKLED_BYTE_ARRAY())
 PRODUCTS = MapStateDescriptor("products", Types.LONG(), Types.PICKLED_BYTE_ARRAY())
 MODEL_CHOICE = MapStateDescriptor("model-choice", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 
@@ -81,8 +86,9 @@ def _dead_letter_row(topic: str, dl: DeadLetter) -> Row:
     return Row(topic, dl.key, dl.to_json())
 
 
-class ParseChangeEvents(ProcessFunction):
-    """Raw CDC records -> customer events (main), product changes and dead letters (side outputs)."""
+class ParseBroadcastChanges(ProcessFunction):
+    """Raw records of the products and control topics -> product changes and model choices (main
+    output, broadcast to every scoring task) and dead letters (side output)."""
 
     def __init__(self, deadletter_topic: str, control_topic: str):
         self.deadletter_topic = deadletter_topic
@@ -95,27 +101,27 @@ class ParseChangeEvents(ProcessFunction):
         self.tombstones = metrics.counter("tombstones")
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterable[Any]:
-        if value[0] == self.control_topic:
-            choice = parse_control(value[5])
+        topic, partition, offset, key, raw = value[0], value[1], value[2], value[4], value[5]
+        if topic == self.control_topic:
+            choice = parse_control(raw)
             if isinstance(choice, ModelChoice):
-                yield BROADCAST, choice
-            else:
-                self.dead.inc()
-                dl = DeadLetter(choice, value[0], value[1], value[2], value[4], value[5])
-                yield DEAD_LETTERS, _dead_letter_row(self.deadletter_topic, dl)
-            return
-        rec = parse_record(value[0], value[1], value[2], value[3], value[4], value[5])
-        if isinstance(rec, ChangeEvent):
-            self.parsed.inc()
-            if rec.table == "products":
-                yield BROADCAST, rec
-            else:
+                yield choice
+                return
+            dead = DeadLetter(choice, topic, partition, offset, key, raw)
+        else:
+            rec = parse_record(topic, partition, offset, value[3], key, raw)
+            if isinstance(rec, Tombstone):
+                self.tombstones.inc()  # handled: the delete before it carried the row
+                return
+            if isinstance(rec, ChangeEvent) and rec.table == "products":
+                self.parsed.inc()
                 yield rec
-        elif isinstance(rec, DeadLetter):
-            self.dead.inc()
-            yield DEAD_LETTERS, _dead_letter_row(self.deadletter_topic, rec)
-        elif isinstance(rec, Tombstone):
-            self.tombstones.inc()  # handled: the delete before it carried the row
+                return
+            dead = rec if isinstance(rec, DeadLetter) else DeadLetter(
+                f"a change of table {rec.table!r} on the products topic {topic!r}",
+                topic, partition, offset, key, raw)
+        self.dead.inc()
+        yield DEAD_LETTERS, _dead_letter_row(self.deadletter_topic, dead)
 
 
 class ValueMetric:
@@ -150,8 +156,14 @@ def _subtask_index(runtime_context: RuntimeContext) -> int:
         return -1
 
 
+def _key_of(ctx: Any) -> int:
+    key = ctx.get_current_key()
+    return int(key[0] if isinstance(key, Row) else key)  # keyed by Row(customer id) (see build)
+
+
 class ScoreAndLearn(KeyedBroadcastProcessFunction):
-    """Per customer: features + warm-up history in keyed state, score, resolve labels, learn."""
+    """Per customer: parse the raw change, features + warm-up history in keyed state, score,
+    resolve labels, learn."""
 
     def __init__(self, model_dir: str, model_name: str, model_version: int, anomaly_name: str,
                  params: ScoringParams, topics: dict[str, str],
@@ -198,14 +210,16 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         self.labels_resolved = metrics.counter("labels_resolved")
         self.orders_scored = metrics.counter("orders_scored")
         self.orders_anomalous = metrics.counter("orders_anomalous")
+        self.parsed = metrics.counter("events_parsed")
+        self.tombstones = metrics.counter("tombstones")
         self.scored = metrics.counter("events_scored")
         self.updates = metrics.counter("sgd_updates")
         self.dead = metrics.counter("events_dead_lettered")
         self.unknown_products = metrics.counter("unknown_products")
         self.duplicates = metrics.counter("duplicates_absorbed")
         self.customers_expired = metrics.counter("customers_expired")
-        self.model_version = ValueMetric(metrics, "model_version")
-        self.model_version.set(model.version)
+        self.served_version = ValueMetric(metrics, "model_version")
+        self.served_version.set(model.version)
         self.score_latency = ValueMetric(metrics, "score_latency_ms")
         log.info("scoring with %s v%d", model.name, model.version)
 
@@ -256,12 +270,38 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                       current.version, exc)
             return False
         self.logic.model = model
-        self.model_version.set(model.version)
+        self.served_version.set(model.version)
         self.swaps.inc()
         log.warning("model swapped: %s v%d -> v%d", model.name, current.version, model.version)
         return True
 
-    def process_element(self, value: ChangeEvent, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):
+    def _parse(self, raw: Row, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> ChangeEvent | DeadLetter | None:
+        """The raw record as a change of this key's customer, a dead letter, or None (tombstone)."""
+        rec = parse_record(raw[0], raw[1], raw[2], raw[3], raw[4], raw[5])
+        if isinstance(rec, Tombstone):
+            self.tombstones.inc()  # handled: the delete before it carried the row
+            return None
+        if isinstance(rec, ChangeEvent) and rec.customer_id != _key_of(ctx):
+            # The JVM-side key (CustomerKeyAssigner.java) follows the parser's rules; if they
+            # ever disagree the event must not touch another customer's state.
+            why = (f"a change of table {rec.table!r} on customer topic {raw[0]!r}"
+                   if rec.customer_id is None else
+                   f"routed as customer {_key_of(ctx)} but belongs to customer {rec.customer_id}")
+            return DeadLetter(why, raw[0], raw[1], raw[2], raw[4], raw[5])
+        return rec
+
+    def process_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):
+        rec = self._parse(value, ctx)
+        if rec is None:
+            return
+        if isinstance(rec, DeadLetter):
+            self.dead.inc()
+            yield _dead_letter_row(self.deadletter_topic, rec)
+            return
+        self.parsed.inc()
+        yield from self._score(rec, ctx)
+
+    def _score(self, value: ChangeEvent, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> Iterable[Row]:
         if not self.choice_checked:  # after a restore: serve the version chosen before it
             self.choice_checked = True
             chosen = ctx.get_broadcast_state(MODEL_CHOICE).get("current")
@@ -388,15 +428,28 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     """Add the livefit pipeline to ``env``."""
     j, k = cfg.job, cfg.kafka
     raw = env.from_source(kafka_source(cfg), event_time_watermarks(cfg), "cdc-source", RAW_RECORD).uid("cdc-source")
-    parsed = (raw.process(ParseChangeEvents(k.deadletter_topic, k.control_topic),
-                          output_type=Types.PICKLED_BYTE_ARRAY())
-              .name("parse-debezium").uid("parse-debezium"))
-    products = parsed.get_side_output(BROADCAST).broadcast(PRODUCTS, MODEL_CHOICE)
+    jvm = get_gateway().jvm
+    to_broadcast = to_jarray(jvm.String, [k.cdc_topic("products"), k.control_topic])
+    # Products and control messages: parsed in Python, broadcast to every scoring task.
+    broadcast_inputs = (DataStream(raw._j_data_stream.filter(jvm.livefit.flink.TopicFilter(to_broadcast, True)))
+                        .name("product-changes").uid("product-changes")
+                        .process(ParseBroadcastChanges(k.deadletter_topic, k.control_topic),
+                                 output_type=Types.PICKLED_BYTE_ARRAY())
+                        .name("parse-broadcast").uid("parse-broadcast"))
+    products = broadcast_inputs.broadcast(PRODUCTS, MODEL_CHOICE)
+    # Customer changes: keyed in the JVM, the same Row(key, value) shape PyFlink's key_by builds
+    # (see its DataStream.key_by), so the raw bytes go straight to the keyed Python operator.
+    with_key = (DataStream(raw._j_data_stream.filter(jvm.livefit.flink.TopicFilter(to_broadcast, False)))
+                .name("customer-changes").uid("customer-changes"))
+    with_key = (DataStream(with_key._j_data_stream.map(jvm.livefit.flink.CustomerKeyAssigner()))
+                .name("key-by-customer").uid("key-by-customer"))
+    customers = KeyedStream(with_key._j_data_stream.keyBy(jvm.KeyByKeySelector(),
+                                                           Types.ROW([Types.LONG()]).get_java_type_info()),
+                            RAW_RECORD, with_key)
     params = ScoringParams(label_horizon_ms=int(j.label_horizon_s * 1000), history_len=j.history_len,
                            prior_precision=j.online_prior_precision,
                            inactivity_ttl_ms=int(j.state_ttl_days * 86_400_000))
-    scores = (parsed
-              .key_by(lambda ev: ev.customer_id, key_type=Types.LONG())
+    scores = (customers
               .connect(products)
               .process(ScoreAndLearn(str(Path(j.model_dir).resolve()), j.model_name, j.model_version,
                                      j.anomaly_model_name, params,
@@ -405,7 +458,7 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
                                      j.quality_window_labels, j.metrics_every_labels),
                       output_type=KAFKA_OUT)
               .name("score-and-learn").uid("score-and-learn"))
-    (scores.union(parsed.get_side_output(DEAD_LETTERS))
+    (scores.union(broadcast_inputs.get_side_output(DEAD_LETTERS))
      .sink_to(kafka_sink(cfg)).name("kafka-sink").uid("kafka-sink"))
 
 

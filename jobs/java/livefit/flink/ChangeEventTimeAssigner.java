@@ -3,7 +3,6 @@ package livefit.flink;
 import java.time.OffsetDateTime;
 import org.apache.flink.api.common.eventtime.SerializableTimestampAssigner;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
-import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 import org.apache.flink.types.Row;
 
 /**
@@ -15,22 +14,14 @@ import org.apache.flink.types.Row;
  */
 public class ChangeEventTimeAssigner implements SerializableTimestampAssigner<Row> {
     private static final long serialVersionUID = 1L;
-    private static final ObjectMapper MAPPER = new ObjectMapper();
 
     @Override
     public long extractTimestamp(Row row, long recordTimestamp) {
-        byte[] value = (byte[]) row.getField(5);
-        if (value == null) {
+        JsonNode env = DebeziumEnvelope.read((byte[]) row.getField(5));
+        if (env == null) {
             return recordTimestamp;
         }
         try {
-            JsonNode env = MAPPER.readTree(value);
-            if (env == null || !env.isObject()) {
-                return recordTimestamp;
-            }
-            if (!env.has("op") && env.path("payload").isObject()) {
-                env = env.get("payload");
-            }
             JsonNode image = env.path("after");
             if (!image.isObject()) {
                 image = env.path("before");
@@ -47,7 +38,7 @@ public class ChangeEventTimeAssigner implements SerializableTimestampAssigner<Ro
                 return commit.asLong();
             }
         } catch (Exception e) {
-            // Not an envelope: the parser dead-letters it; its time does not matter.
+            // An unreadable time: the parser dead-letters the record; its time does not matter.
         }
         return recordTimestamp;
     }
