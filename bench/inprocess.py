@@ -11,14 +11,13 @@ scores, JSON out) through :class:`udfs.runner.LocalRunner`, minus what only Flin
 from __future__ import annotations
 
 import json
-import pickle
 import time
 from typing import Any
 
 import numpy as np
 
 from livefit.workload import Workload
-from udfs.customer import CustomerLogic
+from udfs.customer import CustomerLogic, encode_state
 from udfs.online import logit
 from udfs.runner import LocalRunner
 from udfs.scoring import OfflineModel, OrderAnomalyModel
@@ -62,7 +61,7 @@ def run_loop(workload: Workload, logic: CustomerLogic, out_of_orderness_ms: int,
             break
     seconds = time.perf_counter() - t0
     states = list(runner.states.values())[:2000]
-    sizes = [len(pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL)) for s in states]
+    sizes = [len(encode_state(s)) for s in states]
     return {"events": events, "interactions_scored": scored, "seconds": round(seconds, 3),
             "eps": round(scored / seconds, 1), "input_events_per_s": round(events / seconds, 1),
             "customers": len(runner.states),

@@ -12,10 +12,13 @@ model learn from it (test-then-train: a score is always computed before its labe
 from __future__ import annotations
 
 import hashlib
+import pickle
 import time
 from array import array
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from udfs.anomaly import order_features
 from udfs.envelope import ChangeEvent
@@ -69,6 +72,70 @@ class CustomerState:
     positives: int = 0
     negatives: int = 0
     expired: int = 0
+
+
+# -- state in Flink: a compact, versioned encoding ----------------------------------------------
+
+STATE_FORMAT = 1
+_KINDS = ("view", "click", "add_to_cart", "order")  # history kinds, stored as one byte each
+
+
+def encode_state(state: CustomerState) -> bytes:
+    """``state`` as the bytes the job keeps in Flink state, written on every event.
+
+    Pickling the dataclasses themselves cost ~70 us per event (dumps + loads, mostly class and
+    numpy reconstruction) and ~1.7 KB; this flat tuple of builtins with the arrays as raw bytes
+    pickles in C only. The first field is the format version, so a later layout can still read
+    this one.
+
+    >>> blob = encode_state(CustomerState(segment="casual", positives=2))
+    >>> restored = decode_state(blob)
+    >>> (restored.segment, restored.positives, encode_state(restored) == blob)
+    ('casual', 2, True)
+    """
+    prof, online = state.profile, state.online
+    history = prof.history
+    return pickle.dumps((
+        STATE_FORMAT,
+        prof.n_interactions, prof.n_orders, prof.spend, prof.last_ts_ms, prof.decay_ts_ms,
+        prof.category_aff, prof.color_aff, prof.band_aff, prof.aff_total,
+        array("q", [h[0] for h in history]).tobytes(), array("q", [h[1] for h in history]).tobytes(),
+        bytes(_KINDS.index(h[2]) for h in history),
+        online.w.tobytes(), online.b, online.n_updates,
+        None if online.precision_w is None else online.precision_w.tobytes(), online.precision_b,
+        [(p.interaction_id, p.customer_id, p.product_id, p.ts_ms, array("d", p.x).tobytes(),
+          p.offline_logit, p.model_name, p.model_version, p.p_online) for p in state.pending],
+        array("q", [v for o in state.recent_orders for v in o]).tobytes(),
+        state.seen.tobytes(), state.duplicates, state.segment, state.last_event_ms,
+        state.expiry_timer_ms, state.positives, state.negatives, state.expired,
+    ), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decode_state(blob: bytes | CustomerState) -> CustomerState:
+    """The state :func:`encode_state` wrote, or a ``CustomerState`` pickled whole (as such, or
+    already unpickled by Flink): the layout before format 1, so state from older checkpoints and
+    savepoints still restores."""
+    t = blob if isinstance(blob, CustomerState) else pickle.loads(blob)
+    if isinstance(t, CustomerState):
+        return t
+    if t[0] != STATE_FORMAT:
+        raise ValueError(f"customer state format {t[0]} is newer than this job reads ({STATE_FORMAT})")
+    (_, n_int, n_ord, spend, last_ts, decay_ts, cat, col, band, aff_total, h_ts, h_pid, h_kind,
+     w, b, n_upd, prec_w, prec_b, pending, orders, seen, dups, segment, last_event, expiry,
+     pos, neg, expired) = t
+    ts_list, pid_list = array("q", h_ts), array("q", h_pid)
+    profile = CustomerProfile(n_int, n_ord, spend, last_ts, decay_ts, cat, col, band, aff_total,
+                              [(ts_list[i], pid_list[i], _KINDS[k]) for i, k in enumerate(h_kind)])
+    online = OnlineResidual(np.frombuffer(w).copy(), b, n_upd,
+                            None if prec_w is None else np.frombuffer(prec_w).copy(), prec_b)
+    o = array("q", orders)
+    return CustomerState(
+        profile=profile, online=online,
+        pending=[PendingLabel(iid, cid, pid, ts, list(array("d", x)), logit_, name, version, p_on)
+                 for iid, cid, pid, ts, x, logit_, name, version, p_on in pending],
+        recent_orders=[(o[i], o[i + 1]) for i in range(0, len(o), 2)],
+        seen=array("q", seen), duplicates=dups, segment=segment, last_event_ms=last_event,
+        expiry_timer_ms=expiry, positives=pos, negatives=neg, expired=expired)
 
 
 @dataclass(frozen=True, slots=True)

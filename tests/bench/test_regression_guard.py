@@ -2,10 +2,11 @@
 with the in-process limit measured in the same run (a ratio, not an absolute time: these
 machines are noisy) and fails if the job falls well below where it is now.
 
-Measured here (2 cores, Python thread mode, the default): job / limit = 0.15-0.18 (quick
-bench and 34k-interaction runs); process mode 0.08-0.10 on workloads with more customers than
-its state cache holds. The guard sits at 0.07: below run-to-run noise, above what a regression
-to the process mode's or an uncached state path's speed would give.
+Measured here (2 cores, Python thread mode, the default): job / limit = 0.27 on this small
+workload (3,400 interactions, where start-up and the first checkpoint weigh more) and 0.43-0.53
+on 17k-interaction runs; before the job keyed changes in the JVM (two Python stages) it was
+0.15-0.19. The guard sits at 0.15: below run-to-run noise, at what a return to two Python
+stages, to process mode or to pickling whole objects into state would give.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from livefit.config import DataConfig, load_config
 
 pytestmark = pytest.mark.e2e
 
-GUARD_JOB_OVER_LIMIT = 0.07
+GUARD_JOB_OVER_LIMIT = 0.15
 
 
 def test_job_keeps_its_ratio_to_the_in_process_limit():
