@@ -393,6 +393,10 @@ def kafka_source(cfg: Config) -> KafkaSource:
                .set_group_id(k.consumer_group)
                .set_client_id_prefix(k.consumer_group)
                .set_starting_offsets(starting))
+    # A fetch returns once data is there on Kafka, but Tansu holds every fetch for the whole
+    # fetch.max.wait.ms (500 ms by default): measured job-only p50 ~220 -> ~100 ms with 50 ms.
+    # 100 ms costs a real Kafka nothing; kafka.java_properties overrides it.
+    builder.set_property("fetch.max.wait.ms", "100")
     for name, value in k.java_client_properties().items():
         builder.set_property(name, value)
     # Keep key, coordinates and raw bytes (tombstones included): see RawRecordDeserializer.java.
@@ -498,6 +502,7 @@ def make_env(cfg: Config, checkpoint_dir: str | None, restore_from: str | None =
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.add_jars(*[p.as_uri() for p in job_jars()])
     env.set_parallelism(cfg.job.parallelism)
+    env.set_buffer_timeout(f.buffer_timeout_ms)
     mode = (CheckpointingMode.EXACTLY_ONCE if cfg.job.delivery_guarantee == "exactly_once"
             else CheckpointingMode.AT_LEAST_ONCE)
     env.enable_checkpointing(cfg.job.checkpoint_interval_ms, mode)

@@ -138,6 +138,9 @@ class FlinkConfig:
     # Keyed states a Python worker keeps between bundles (PyFlink's python.state.cache-size): a
     # miss is a blocking round trip to the JVM, so this should cover the active customers.
     python_state_cache_size: int = 1000
+    # How long a network buffer between operators may wait to fill before it is sent (Flink's
+    # buffer timeout, 100 ms by default): each exchange in the job adds up to this much latency.
+    buffer_timeout_ms: int = 100
 
 
 @dataclass
