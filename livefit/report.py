@@ -70,6 +70,10 @@ def _targets(s: dict[str, Any]) -> list[tuple[str, bool, str]]:
     return out
 
 
+_MODEL_LABELS = {"offline": "offline only", "online": "offline + online (livefit)",
+                 "river": "River online LR"}
+
+
 def _plot(s: dict[str, Any], out: Path) -> list[str]:
     import matplotlib
 
@@ -86,8 +90,7 @@ def _plot(s: dict[str, Any], out: Path) -> list[str]:
             ys = [c[f"{metric}_{model}"] for c in curve]
             if any(v is not None for v in ys):
                 ax.plot(labels, [v if v is not None else float("nan") for v in ys], style,
-                        label={"offline": "offline only", "online": "offline + online (livefit)",
-                               "river": "River online LR"}[model])
+                        label=_MODEL_LABELS[model])
         ax.set_xlabel("labels the customer's online model had learned when the event was scored")
         ax.set_title(f"Warm-up curve, seed {s['seed']}: {title}")
         ax.grid(alpha=0.3)
@@ -97,7 +100,27 @@ def _plot(s: dict[str, Any], out: Path) -> list[str]:
         fig.savefig(out / name, dpi=110)
         plt.close(fig)
         files.append(name)
+    cal = {m: c for m, c in s.get("calibration_warm", {}).items() if c}
+    if cal:
+        fig, ax = plt.subplots(figsize=(5.5, 5))
+        top = max(max(b["mean_predicted"], b["observed"]) for c in cal.values() for b in c["bins"])
+        ax.plot([0, top], [0, top], color="grey", lw=1, label="perfectly calibrated")
+        for model, style in (("offline", "o--"), ("online", "o-"), ("river", "s:")):
+            if model in cal:
+                bins = cal[model]["bins"]
+                ax.plot([b["mean_predicted"] for b in bins], [b["observed"] for b in bins], style,
+                        label=f"{_MODEL_LABELS[model]} (ECE {cal[model]['ece']})")
+        ax.set_xlabel("mean predicted probability (10 equal-count bins)")
+        ax.set_ylabel("observed positive rate")
+        ax.set_title(f"Calibration on warm customers, seed {s['seed']}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "calibration.png", dpi=110)
+        plt.close(fig)
+        files.append("calibration.png")
     return files
+
 
 
 def _markdown(summaries: list[dict[str, Any]], plots: dict[int, list[str]], seconds: float) -> str:
@@ -138,6 +161,11 @@ def _markdown(summaries: list[dict[str, Any]], plots: dict[int, list[str]], seco
             lo, hi = c["labels_before"]
             lines.append(f"| {lo}-{hi if hi < 10**8 else '...'} | {c['labels']} | {c['auc_offline']} | "
                          f"{c['auc_online']} | {c['auc_river']} |")
+        cal = s.get("calibration_warm", {})
+        if any(cal.values()):
+            eces = ", ".join(f"{m} {c['ece']}" for m, c in cal.items() if c)
+            lines += ["", f"Calibration on warm customers (expected calibration error over 10 "
+                      f"equal-count bins, lower is better): {eces}."]
         a = s["order_anomaly"]
         if "auc" in a:
             lines += ["", f"Order anomaly model (IsolationForest on normal-looking history, "

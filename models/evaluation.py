@@ -155,6 +155,32 @@ def _quality(rows: list[Scored], attr: str) -> dict[str, float | None]:
             "logloss": float(log_loss(y, p, labels=[0, 1]))}
 
 
+CALIBRATION_BINS = 10
+
+
+def calibration(rows: list[Scored], attr: str, bins: int = CALIBRATION_BINS) -> dict[str, Any] | None:
+    """Reliability of the probabilities in ``attr``: equal-count bins by predicted probability,
+    each with its mean prediction and observed positive rate, and the expected calibration error
+    (bin-size-weighted mean of |predicted - observed|).
+
+    >>> rows = [Scored(i, 1, 0, 0, "personalised", p_online=p, label=y)
+    ...         for i, (p, y) in enumerate([(0.1, 0), (0.1, 0), (0.9, 1), (0.9, 1)])]
+    >>> calibration(rows, "p_online", bins=2)["ece"]
+    0.1
+    """
+    p = np.asarray([getattr(r, attr) for r in rows], dtype=np.float64)
+    if len(rows) < bins or np.isnan(p).any():
+        return None
+    y = np.asarray([r.label for r in rows], dtype=np.float64)
+    order = np.argsort(p, kind="stable")
+    out, ece = [], 0.0
+    for idx in np.array_split(order, bins):
+        mean_p, rate = float(p[idx].mean()), float(y[idx].mean())
+        ece += len(idx) / len(rows) * abs(mean_p - rate)
+        out.append({"n": int(len(idx)), "mean_predicted": round(mean_p, 4), "observed": round(rate, 4)})
+    return {"bins": out, "ece": round(ece, 4)}
+
+
 def group_summary(rows: list[Scored]) -> dict[str, Any]:
     out: dict[str, Any] = {"labels": len(rows), "positives": int(sum(r.label or 0 for r in rows)),
                            "customers": len({r.customer_id for r in rows})}
@@ -199,6 +225,8 @@ def summarize(ev: Evaluation) -> dict[str, Any]:
         "cold_start_model_served": any(m.get("selection", {}).get("serve_for_cold_start", False)
                                        for m in ev.manifests.values()),
         "warmup_curve": curve,
+        "calibration_warm": {name: calibration(warm, attr) for name, attr in
+                             (("offline", "p_offline"), ("online", "p_online"), ("river", "p_river"))},
         "order_anomaly": anomaly,
         "models": {k: {"version": v["version"], "metrics": v.get("metrics")}
                    for k, v in ev.manifests.items()},

@@ -30,5 +30,10 @@ def test_report_writes_markdown_plots_and_summary_with_every_baseline(tmp_path):
     md = (tmp_path / "README.md").read_text()
     assert "## Seed 11" in md and "## Seed 12" in md and "| target | met | by |" in md
     for seed in (11, 12):
-        for f in ("warmup-auc.png", "warmup-logloss.png"):
+        for f in ("warmup-auc.png", "warmup-logloss.png", "calibration.png"):
             assert (tmp_path / f"seed-{seed}" / f).read_bytes()[:4] == b"\x89PNG"
+    # Calibration: every model's bins cover all warm labels; the ECE is in the report.
+    for model, cal in summary["calibration_warm"].items():
+        assert sum(b["n"] for b in cal["bins"]) == summary["warm"]["labels"], model
+        assert 0.0 <= cal["ece"] < 0.5
+    assert "Calibration on warm customers" in md
