@@ -82,16 +82,17 @@ class ProcessTreeSampler(threading.Thread):
                 pass
 
 
-def _scores_consumer(cfg: Config) -> Consumer:
+def _consumer(cfg: Config, topic: str) -> Consumer:
+    """A consumer of ``topic`` from its first record (no group offsets: every read is whole)."""
     c = Consumer(client_conf(cfg.kafka, **{"group.id": f"bench-{time.time_ns()}", "enable.auto.commit": False}))
-    c.assign([TopicPartition(cfg.kafka.scores_topic, 0, 0)])
+    c.assign([TopicPartition(topic, 0, 0)])
     return c
 
 
 def _collect_scores(cfg: Config, want: Callable[[dict[str, dict[str, Any]]], bool], timeout_s: float,
                     job: Any = None) -> dict[str, dict[str, Any]]:
     """event_id -> {"broker_ts", "commit_ts"} of every score record, until ``want`` says done."""
-    consumer = _scores_consumer(cfg)
+    consumer = _consumer(cfg, cfg.kafka.scores_topic)
     seen: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout_s
     try:
@@ -142,9 +143,9 @@ def _job_env(cfg: Config, run_dir: Path, mode: str | None = None) -> dict[str, s
 
 
 def _preload_and_train(cfg: Config, run_dir: Path, workload: Any,
-                       records: list[tuple[str, bytes, bytes, int]], **producer_conf: Any) -> Any:
+                       records: list[tuple[str, bytes, bytes, int]], **producer_conf: Any) -> None:
     """Create the topics, write ``records`` to them, train the models on the workload's history
-    into ``run_dir/models``; returns the producer for more."""
+    into ``run_dir/models``."""
     from models.train import train_on_history
 
     ensure_topics(cfg.kafka, cfg.kafka.all_topics())
@@ -160,7 +161,6 @@ def _preload_and_train(cfg: Config, run_dir: Path, workload: Any,
     cfg.job.model_dir = str(run_dir / "models")
     train_on_history(workload.history, workload.products, cfg.job.model_dir, cfg.job.model_name,
                      int(cfg.job.label_horizon_s * 1000), cfg.job.history_len, say=lambda m: None)
-    return prod
 
 
 def _run_job(cfg: Config, run_dir: Path, interactions: int, mode: str,
@@ -318,8 +318,9 @@ def measure_job_latency(cfg: Config, run_dir: Path, data: DataConfig, rate: floa
             if lag > 0:
                 time.sleep(lag)
             prod.produce(topic, key=key, value=value)
-            if ids[i] is not None:
-                offered[ids[i]] = time.time() * 1000
+            event_id = ids[i]
+            if event_id is not None:
+                offered[event_id] = time.time() * 1000
             prod.poll(0)
         achieved = len(paced) / (time.monotonic() - t0)
         assert prod.flush(60) == 0
@@ -342,8 +343,7 @@ def measure_job_latency(cfg: Config, run_dir: Path, data: DataConfig, rate: floa
 def _wait_until_quiet(cfg: Config, topic: str, min_s: float, quiet_s: float, timeout_s: float) -> int:
     """Wait at least ``min_s``, then until ``topic`` gets nothing new for ``quiet_s``; returns
     how many records it holds."""
-    c = Consumer(client_conf(cfg.kafka, **{"group.id": f"bench-{time.time_ns()}", "enable.auto.commit": False}))
-    c.assign([TopicPartition(topic, 0, 0)])
+    c = _consumer(cfg, topic)
     start = last_new = time.monotonic()
     n = 0
     try:
@@ -367,7 +367,7 @@ def _event_ids(records: list[tuple[str, bytes, bytes, int]]) -> list[str | None]
     for offset, (topic, key, value, ts) in enumerate(records):
         rec = parse_record(topic, 0, offset, ts, key, value)
         scored = isinstance(rec, ChangeEvent) and rec.table == "interactions" and rec.op in ("c", "r")
-        out.append(rec.event_id if scored else None)  # type: ignore[union-attr]
+        out.append(rec.event_id if isinstance(rec, ChangeEvent) and scored else None)
     return out
 
 
