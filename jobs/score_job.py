@@ -304,9 +304,10 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             yield _dead_letter_row(self.deadletter_topic, rec)
             return
         self.parsed.inc()
-        yield from self._score(rec, ctx)
+        yield from self._score(rec, value, ctx)
 
-    def _score(self, value: ChangeEvent, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> Iterable[Row]:
+    def _score(self, value: ChangeEvent, raw: Row,
+               ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> Iterable[Row]:
         if not self.choice_checked:  # after a restore: serve the version chosen before it
             self.choice_checked = True
             chosen = ctx.get_broadcast_state(MODEL_CHOICE).get("current")
@@ -318,19 +319,13 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             if pid is not None and product is None and value.table != "customers":
                 self.unknown_products.inc()
             blob = self.state.value()
-            if blob is None:
-                state = CustomerState()
-                self.customers.inc()
-            else:
-                state = decode_state(blob)
+            state = CustomerState() if blob is None else decode_state(blob)
             outcome = self.logic.on_event(
                 state, value, product, watermark_ms=ctx.timer_service().current_watermark())
-        except Exception as exc:  # one bad event must not stop the job: dead-letter it
+        except Exception as exc:  # one bad event must not stop the job: dead-letter it, as read
             self.dead.inc()
-            dl = DeadLetter(f"scoring failed: {type(exc).__name__}: {exc}"[:500], value.table, -1, -1,
-                            str(value.customer_id).encode(),
-                            json.dumps({"event_id": value.event_id, "op": value.op,
-                                        "row": value.row}, default=str).encode())
+            dl = DeadLetter(f"scoring failed: {type(exc).__name__}: {exc}"[:500],
+                            raw[0], raw[1], raw[2], raw[4], raw[5])
             yield _dead_letter_row(self.deadletter_topic, dl)
             return
         if outcome.duplicate:
@@ -338,9 +333,12 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             return
         if outcome.clear_state:
             self.state.clear()
-            self.customers.dec()
+            if blob is not None:
+                self.customers.dec()
         else:
             self.state.update(encode_state(state))
+            if blob is None:
+                self.customers.inc()
         for ts in outcome.timers:
             ctx.timer_service().register_event_time_timer(ts)
         yield from self._emit(outcome)
