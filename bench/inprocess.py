@@ -2,7 +2,7 @@
 
 ``limit``: exactly what the job does per record (parse, product/customer state, features, offline
 scores, online model, delayed labels with an event-time watermark and timers, order anomaly
-scores, JSON out) through :class:`udfs.runner.LocalRunner`, minus what only Flink adds
+scores, the shared per-segment drift learner, JSON out) through :class:`udfs.runner.LocalRunner`, minus what only Flink adds
 (serialization between operators and into state, network, bundles).
 ``naive``: the same loop calling sklearn once per event (``predict_proba`` per interaction,
 ``score_samples`` per order), as most PyFlink examples do.
@@ -45,8 +45,8 @@ def naive_logic(logic: CustomerLogic) -> CustomerLogic:
 
 
 def run_loop(workload: Workload, logic: CustomerLogic, out_of_orderness_ms: int,
-             max_interactions: int | None = None) -> dict[str, Any]:
-    runner = LocalRunner(logic, out_of_orderness_ms)
+             max_interactions: int | None = None, drift_publish_every: int = 0) -> dict[str, Any]:
+    runner = LocalRunner(logic, out_of_orderness_ms, drift_publish_every)
     scored = events = 0
     t0 = time.perf_counter()
     for offset, (topic, key, value, ts) in enumerate(workload.records):

@@ -213,11 +213,12 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
             cfg.job.model_dir, cfg.job.model_name, 0, cfg.job.anomaly_model_name,
             ScoringParams(int(cfg.job.label_horizon_s * 1000), cfg.job.history_len,
                           cfg.job.online_prior_precision))
-        limit = run_loop(workload, logic, cfg.job.max_out_of_orderness_ms)
+        drift_every = cfg.job.drift_publish_every_labels
+        limit = run_loop(workload, logic, cfg.job.max_out_of_orderness_ms, drift_publish_every=drift_every)
         say(f"in-process limit: {limit['eps']:,.0f} interactions/s")
         naive_n = min(workload.interactions, 3000)
         naive = run_loop(workload, naive_logic(logic), cfg.job.max_out_of_orderness_ms,
-                         max_interactions=naive_n)
+                         max_interactions=naive_n, drift_publish_every=drift_every)
         say(f"naive (sklearn per event, first {naive_n} interactions): {naive['eps']:,.0f} interactions/s")
         runs = {mode: _run_job(cfg, run_dir / f"job-{mode}", workload.interactions, mode, say)
                 for mode in modes}

@@ -6,7 +6,9 @@
                                                  (products, control)    |  broadcast state  |  parse, score, learn
                                                                         v                   v
                                                                  dead letters -------> kafka-sink
-                                                                  (livefit.scores / .labels / .metrics / .deadletter)
+                                                                                          ^   (livefit.scores / .labels /
+                 resolved labels, keyed by segment (JVM) --> learn-segment-drift ---------+    .metrics / .deadletter, and
+                 (split off score-and-learn's output)        (drift corrections)                livefit.control: read back above)
 
 Customer changes are keyed in the JVM (CustomerKeyAssigner.java) and parsed once, inside the
 keyed operator: one Python stage per event, no pickled event crossing a shuffle.
@@ -35,6 +37,7 @@ from pyflink.datastream import (
     CheckpointingMode,
     DataStream,
     KeyedBroadcastProcessFunction,
+    KeyedProcessFunction,
     KeyedStream,
     OutputTag,
     ProcessFunction,
@@ -58,6 +61,7 @@ from livefit.jars import job_jars
 from models.registry import ModelError
 from udfs.control import ModelChoice, parse_control
 from udfs.customer import CustomerLogic, CustomerState, Outcome, ScoringParams, decode_state, encode_state
+from udfs.drift import DriftCorrection, SegmentDrift, decay_for
 from udfs.envelope import ChangeEvent, DeadLetter, Tombstone, parse_record
 from udfs.features import Product
 from udfs.online import sigmoid
@@ -78,8 +82,16 @@ KAFKA_OUT = Types.ROW_NAMED(
     [Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.PRIMITIVE_ARRAY(Types.BYTE())],
 )
 DEAD_LETTERS = OutputTag("dead-letters", KAFKA_OUT)
+# Resolved labels for the shared per-segment drift learner leave score-and-learn on its main
+# output, as Row(SEGMENT_LABELS, segment, [offline_logit, label, event_ts]); the JVM splits them
+# off before the sink (a name no Kafka topic can have, so a mistake fails loudly) and keys them by
+# segment. Not a side output: in thread mode PyFlink 2.3 drops side outputs yielded from on_timer
+# into the main output converter (the job failed with "'tuple' object has no attribute
+# '_values'"), and most labels resolve in on_timer.
+SEGMENT_LABELS = "<segment-labels>"
 PRODUCTS = MapStateDescriptor("products", Types.LONG(), Types.PICKLED_BYTE_ARRAY())
 MODEL_CHOICE = MapStateDescriptor("model-choice", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
+DRIFT = MapStateDescriptor("segment-drift", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 
 
 def _dead_letter_row(topic: str, dl: DeadLetter) -> Row:
@@ -104,7 +116,7 @@ class ParseBroadcastChanges(ProcessFunction):
         topic, partition, offset, key, raw = value[0], value[1], value[2], value[4], value[5]
         if topic == self.control_topic:
             choice = parse_control(raw)
-            if isinstance(choice, ModelChoice):
+            if isinstance(choice, ModelChoice | DriftCorrection):
                 yield choice
                 return
             dead = DeadLetter(choice, topic, partition, offset, key, raw)
@@ -167,7 +179,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
 
     def __init__(self, model_dir: str, model_name: str, model_version: int, anomaly_name: str,
                  params: ScoringParams, topics: dict[str, str],
-                 quality_window: int, metrics_every: int):
+                 quality_window: int, metrics_every: int, shared_drift: bool):
         self.model_dir = model_dir
         self.model_name = model_name
         self.model_version = model_version
@@ -179,6 +191,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         self.metrics_topic = topics["metrics"]
         self.quality_window = quality_window
         self.metrics_every = metrics_every
+        self.shared_drift = shared_drift  # send resolved labels to the per-segment drift learner
 
     def open(self, runtime_context: RuntimeContext) -> None:
         # No Flink state TTL: inactive customers expire by an event-time timer the logic asks
@@ -195,7 +208,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                                                self.anomaly_name, self.params, warn=log.warning)
         model = self.logic.model
         self.subtask = _subtask_index(runtime_context)
-        self.choice_checked = False
+        self.restored_checked = False
         # Products mirrored from broadcast state into a plain dict: every subtask sees every
         # product change, so the mirror stays exact, and a read no longer costs a blocking round
         # trip to the JVM (measured: a third of the scoring stage's time). After a restore it
@@ -204,6 +217,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         metrics = runtime_context.get_metrics_group()
         self.swaps = metrics.counter("model_swaps")
         self.swaps_refused = metrics.counter("model_swaps_refused")
+        self.drift_applied = metrics.counter("drift_corrections_applied")
         self.customers = metrics.counter("customers_tracked")  # up on a new customer, down when gone
         # Rolling quality over the last labels this subtask resolved, of the offline model alone
         # and of offline + online, as metrics (x1000: some reporters read integers) and, every
@@ -243,6 +257,9 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         for label in outcome.labels:
             yield Row(self.labels_topic, str(label["customer_id"]).encode(),
                       json.dumps(label, separators=(",", ":")).encode())
+            if self.shared_drift:
+                yield Row(SEGMENT_LABELS, label["segment"].encode(),
+                          json.dumps([label["offline_logit"], label["label"], label["event_ts"]]).encode())
             yield from self._track_quality(label)
         self.updates.inc(outcome.learned)
 
@@ -308,11 +325,13 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
 
     def _score(self, value: ChangeEvent, raw: Row,
                ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> Iterable[Row]:
-        if not self.choice_checked:  # after a restore: serve the version chosen before it
-            self.choice_checked = True
+        if not self.restored_checked:  # after a restore: the model chosen and drift learned before it
+            self.restored_checked = True
             chosen = ctx.get_broadcast_state(MODEL_CHOICE).get("current")
             if chosen is not None:
                 self._use_model(chosen)
+            for segment, correction in ctx.get_broadcast_state(DRIFT).items():
+                self.logic.drift[segment] = correction.offset
         try:
             pid = value.product_id
             product = self._product(pid, ctx) if pid is not None else None
@@ -356,6 +375,11 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             if self._use_model(value):
                 ctx.get_broadcast_state(MODEL_CHOICE).put("current", value)
             return
+        if isinstance(value, DriftCorrection):
+            ctx.get_broadcast_state(DRIFT).put(value.segment, value)
+            self.logic.drift[value.segment] = value.offset
+            self.drift_applied.inc()
+            return
         products = ctx.get_broadcast_state(PRODUCTS)
         pid = int(value.row["id"])
         if value.op == "d":
@@ -379,6 +403,36 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         elif outcome.learned:
             self.state.update(encode_state(state))
         yield from self._emit(outcome)
+
+
+class LearnSegmentDrift(KeyedProcessFunction):
+    """Per segment: learn the shared drift correction from every resolved label of its customers
+    and publish it to the control topic, from where every scoring task applies it (a feedback
+    loop through Kafka: Flink 2 has no iterations, and the corrections are then on record)."""
+
+    def __init__(self, control_topic: str, publish_every: int, memory_labels: int):
+        self.control_topic = control_topic
+        self.publish_every = publish_every
+        self.decay = decay_for(memory_labels)
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.state = runtime_context.get_state(ValueStateDescriptor("drift", Types.PICKLED_BYTE_ARRAY()))
+        metrics = runtime_context.get_metrics_group()
+        self.learned = metrics.counter("drift_labels_learned")
+        self.published = metrics.counter("drift_corrections_published")
+
+    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
+        learner = self.state.value() or SegmentDrift.new(self.decay)
+        offline_logit, y, event_ts = json.loads(value[2])
+        label = {"segment": value[1].decode(), "offline_logit": offline_logit, "label": y,
+                 "event_ts": event_ts}
+        correction = learner.learn_label(label, self.publish_every)
+        self.state.update(learner)
+        self.learned.inc()
+        if correction is not None:
+            self.published.inc()
+            yield Row(self.control_topic, correction.segment.encode(),
+                      json.dumps(correction.to_message(), separators=(",", ":")).encode())
 
 
 def kafka_source(cfg: Config) -> KafkaSource:
@@ -465,11 +519,28 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
                                      j.anomaly_model_name, params,
                                      {"scores": k.scores_topic, "deadletter": k.deadletter_topic,
                                       "labels": k.labels_topic, "metrics": k.metrics_topic},
-                                     j.quality_window_labels, j.metrics_every_labels),
+                                     j.quality_window_labels, j.metrics_every_labels,
+                                     shared_drift=j.drift_publish_every_labels > 0),
                       output_type=KAFKA_OUT)
               .name("score-and-learn").uid("score-and-learn"))
-    (scores.union(broadcast_inputs.get_side_output(DEAD_LETTERS))
-     .sink_to(kafka_sink(cfg)).name("kafka-sink").uid("kafka-sink"))
+    internal = to_jarray(jvm.String, [SEGMENT_LABELS])
+    outputs = (DataStream(scores._j_data_stream.filter(jvm.livefit.flink.TopicFilter(internal, False)))
+               .name("to-kafka").uid("to-kafka")
+               .union(broadcast_inputs.get_side_output(DEAD_LETTERS)))
+    if j.drift_publish_every_labels > 0:
+        labels = (DataStream(scores._j_data_stream.filter(jvm.livefit.flink.TopicFilter(internal, True)))
+                  .name("segment-labels").uid("segment-labels"))
+        labels = (DataStream(labels._j_data_stream.map(jvm.livefit.flink.RecordKeyAssigner()))
+                  .name("key-by-segment").uid("key-by-segment"))
+        by_segment = KeyedStream(labels._j_data_stream.keyBy(jvm.KeyByKeySelector(),
+                                                             Types.ROW([Types.STRING()]).get_java_type_info()),
+                                 KAFKA_OUT, labels)
+        corrections = (by_segment
+                       .process(LearnSegmentDrift(k.control_topic, j.drift_publish_every_labels,
+                                                  j.drift_memory_labels), output_type=KAFKA_OUT)
+                       .name("learn-segment-drift").uid("learn-segment-drift"))
+        outputs = outputs.union(corrections)
+    outputs.sink_to(kafka_sink(cfg)).name("kafka-sink").uid("kafka-sink")
 
 
 def make_env(cfg: Config, checkpoint_dir: str | None, restore_from: str | None = None) -> StreamExecutionEnvironment:

@@ -117,6 +117,11 @@ class JobConfig:
     # A customer with no change for this long (event time) is forgotten: an event-time timer,
     # not Flink's state TTL (deterministic on replays; PyFlink's thread mode cannot use TTL).
     state_ttl_days: float = 90.0
+    # The shared per-segment drift correction (udfs.drift): each segment's learner publishes its
+    # offset to the control topic every N labels (0: no shared correction) and remembers about
+    # the last drift_memory_labels labels of its segment.
+    drift_publish_every_labels: int = 50
+    drift_memory_labels: int = 2000
 
 
 @dataclass
@@ -152,6 +157,9 @@ class DataConfig:
     sessions_per_customer: float = 10.0  # mean over the history window
     new_customers_share: float = 0.15  # customers who sign up in the last week of history
     anomalous_orders_share: float = 0.02  # orders that are not normal shopping (see datagen)
+    # How far each segment's propensity to buy drifts together over the history (logit; budget
+    # down, premium up, regular flat): the shared drift udfs.drift corrects for.
+    segment_drift: float = 0.6
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """Seeded, deterministic shop data: history for training and warm-up, then live traffic.
 
 Customers have latent tastes for categories, colors and a price level, which drift over time;
-products have a category, a color and a price. Customers browse in sessions (view / click /
+products have a category, a color and a price. Each customer's propensity to buy drifts on its
+own, and a whole segment drifts together too (budget shoppers buy less as the season goes on,
+premium ones more): the shared drift no single customer's labels reveal quickly. Customers browse in sessions (view / click /
 add_to_cart), mostly what they like, and buy with a probability that depends on the fit between
 their taste and the product, their own buying propensity, and how engaged the interaction was.
 Purchases follow the interaction after a short delay, as in a real shop. Everything is drawn from
@@ -26,6 +28,7 @@ CATEGORIES = ("dresses", "skirts", "trousers", "shirts", "shoes", "bags", "jacke
 BASE_PRICE = (70.0, 45.0, 60.0, 35.0, 90.0, 120.0, 150.0, 25.0)
 COLORS = ("black", "white", "red", "blue", "green", "beige", "pink", "grey")
 SEGMENTS = ("budget", "regular", "premium")
+SEGMENT_TREND = (-1.0, 0.0, 1.0)  # direction of each segment's shared drift (see DataConfig)
 REGIONS = ("north", "south", "east", "west")
 KINDS = ("view", "click", "add_to_cart")
 KIND_EFFECT = np.array([0.0, 0.8, 2.0])
@@ -47,6 +50,11 @@ class World:
     kind_sens: np.ndarray  # how much engagement (click, cart) predicts a purchase for this person
     start: datetime
     end: datetime
+    segment_drift: float = 0.0  # logit shift of a segment's propensity over the history window
+
+    def segment_shift_at(self, c: int, frac: float) -> float:
+        trend = SEGMENT_TREND[SEGMENTS.index(self.customers[c]["segment"])]
+        return trend * self.segment_drift * min(max(frac, 0.0), 1.5)
 
     def taste_at(self, c: int, frac: float) -> np.ndarray:
         f = min(max(frac, 0.0), 1.5) * 0.5
@@ -87,7 +95,8 @@ def build_world(cfg: DataConfig, end: datetime) -> World:
                          "category": CATEGORIES[cat], "color": COLORS[col], "price": price,
                          "created_at": start - timedelta(days=30)})
     world = World(products, [], np.zeros((0, 8)), np.zeros((0, 8)), np.zeros((0, 8)),
-                  np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), start, end)
+                  np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), start, end,
+                  cfg.segment_drift)
     span = (end - start).total_seconds()
     for _ in range(cfg.customers):
         if rng.random() < cfg.new_customers_share:
@@ -125,7 +134,7 @@ class Shopper:
         kind_logits = np.array([0.0, -1.0 + 0.4 * fit, -2.2 + 0.6 * fit])
         kp = np.exp(kind_logits - kind_logits.max())
         k = int(self.rng.choice(3, p=kp / kp.sum()))
-        z = -3.6 + w.bias_at(c, frac) + fit + w.kind_sens[c] * KIND_EFFECT[k]
+        z = -3.6 + w.bias_at(c, frac) + w.segment_shift_at(c, frac) + fit + w.kind_sens[c] * KIND_EFFECT[k]
         return KINDS[k], bool(self.rng.random() < 1.0 / (1.0 + math.exp(-z)))
 
 

@@ -132,8 +132,8 @@ def _markdown(summaries: list[dict[str, Any]], plots: dict[int, list[str]], seco
              "order within the horizon, or the horizon's event-time timer). Only predictions after "
              "the training window are evaluated.", "",
              "- **offline**: the personalised offline model alone (a job without online learning);",
-             "- **online**: what livefit serves: cold-start model selection + per-customer online "
-             "residual on top of the offline logit;",
+             "- **online**: what livefit serves: cold-start model selection + the segment's shared "
+             "drift correction + per-customer online residual on top of the offline logit;",
              "- **river**: River's `LogisticRegression` (StandardScaler, SGD 0.01) learning online "
              "from the same features and the same delayed labels, in its own venv.", "",
              f"*Warm* = scored when the customer had >= {WARM_LABELS} labeled events; *new* = scored "
@@ -161,6 +161,16 @@ def _markdown(summaries: list[dict[str, Any]], plots: dict[int, list[str]], seco
             lo, hi = c["labels_before"]
             lines.append(f"| {lo}-{hi if hi < 10**8 else '...'} | {c['labels']} | {c['auc_offline']} | "
                          f"{c['auc_online']} | {c['auc_river']} |")
+        ab = s.get("without_shared_drift")
+        if ab:
+            offsets = ", ".join(f"{seg} {v:+.3f}" for seg, v in s["shared_drift_offsets"].items())
+            lines += ["", f"Shared per-segment drift correction (the generator drifts each segment's "
+                      f"propensity by {s['workload']['segment_drift']} in logit over the history; "
+                      f"final offsets: {offsets}). Without it, online would be:", "",
+                      "| group | AUC online with / without | log loss online with / without |",
+                      "| --- | ---: | ---: |"]
+            lines += [f"| {g} | {s[g]['auc_online']} / {ab[g]['auc_online']} | "
+                      f"{s[g]['logloss_online']} / {ab[g]['logloss_online']} |" for g in ("warm", "new", "all")]
         cal = s.get("calibration_warm", {})
         if any(cal.values()):
             eces = ", ".join(f"{m} {c['ece']}" for m, c in cal.items() if c)
@@ -202,6 +212,13 @@ def report(seeds: list[int], out: Path, say: Callable[[str], None] = print,
             for f in ("river-ops.jsonl", "river-predictions.json"):
                 (seed_dir / f).unlink(missing_ok=True)
         s = summarize(ev)
+        if cfg.job.drift_publish_every_labels > 0:  # what the shared correction adds: an ablation
+            say(f"[report] seed {seed}: again without the shared per-segment correction")
+            off = dataclasses.replace(cfg, job=dataclasses.replace(cfg.job, drift_publish_every_labels=0))
+            ablation = summarize(run(seed, cfg=off, data=dataclasses.replace(cfg.data, seed=seed),
+                                     say=lambda _m: None))
+            s["without_shared_drift"] = {g: {k: ablation[g][k] for k in ("auc_online", "logloss_online")}
+                                         for g in ("warm", "new", "all")}
         s["targets"] = [{"target": t, "met": ok, "by": by} for t, ok, by in _targets(s)]
         summaries.append(s)
         plots[seed] = _plot(s, seed_dir)

@@ -8,7 +8,10 @@ resolves later (an order within the horizon, or the horizon's timer), and only t
 from. Predictions made after the training window are compared with their labels:
 
 - ``offline``: the personalised offline model alone, as a job without online learning would serve;
-- ``online``: what livefit serves (model selection for cold-start customers + online residual);
+- ``online``: what livefit serves (model selection for cold-start customers + the segment's shared
+  drift correction + online residual). The job publishes a segment's correction through Kafka
+  every ``job.drift_publish_every_labels`` labels; here (``LocalRunner``) it applies from the
+  next event on;
 - ``river``: River's online logistic regression over the same features and label stream.
 
 Customers are bucketed by how many labels their online model had learned when the event was
@@ -34,6 +37,7 @@ from livefit.config import Config, DataConfig
 from livefit.workload import build_workload
 from models.train import train_on_history
 from udfs.customer import CustomerLogic, ScoringParams
+from udfs.drift import decay_for
 from udfs.online import sigmoid
 from udfs.runner import LocalRunner
 from udfs.scoring import OfflineModel, OrderAnomalyModel, cold_start_name
@@ -66,6 +70,7 @@ class Evaluation:
     orders: list[dict[str, Any]]  # order score records after the cut, with "truth"
     manifests: dict[str, dict[str, Any]]
     workload: dict[str, Any]
+    drift_offsets: dict[str, float] = field(default_factory=dict)  # each segment's, at the end
 
     def evaluated(self) -> list[Scored]:
         return [s for s in self.scored if s.event_ts >= self.cut_ms and s.label is not None]
@@ -93,7 +98,9 @@ def run(seed: int, train_share: float = 0.7, cfg: Config | None = None,
         anomaly = OrderAnomalyModel.load_optional(model_dir, cfg.job.anomaly_model_name)
     manifests = {m.name: m.manifest for m in (model, cold, anomaly) if m is not None}
     logic = CustomerLogic(model, params, cold_model=cold, anomaly_model=anomaly)
-    runner = LocalRunner(logic, cfg.job.max_out_of_orderness_ms)
+    drift_every = cfg.job.drift_publish_every_labels
+    runner = LocalRunner(logic, cfg.job.max_out_of_orderness_ms, drift_every,
+                         decay_for(cfg.job.drift_memory_labels))
     scored: dict[int, Scored] = {}
     ops: list[tuple[str, int, int]] = []
     orders: list[dict[str, Any]] = []
@@ -121,7 +128,10 @@ def run(seed: int, train_share: float = 0.7, cfg: Config | None = None,
                       {"change_events": len(workload.records), "interactions": workload.interactions,
                        "customers": data.customers, "products": data.products,
                        "history_days": data.history_days, "train_share": train_share,
-                       "label_horizon_s": cfg.job.label_horizon_s})
+                       "label_horizon_s": cfg.job.label_horizon_s,
+                       "segment_drift": data.segment_drift,
+                       "drift_publish_every_labels": drift_every},
+                      {seg: round(v, 4) for seg, v in sorted(logic.drift.items())})
 
 
 def attach_river(ev: Evaluation, python: str, workdir: Path) -> None:
@@ -228,6 +238,7 @@ def summarize(ev: Evaluation) -> dict[str, Any]:
         "calibration_warm": {name: calibration(warm, attr) for name, attr in
                              (("offline", "p_offline"), ("online", "p_online"), ("river", "p_river"))},
         "order_anomaly": anomaly,
+        "shared_drift_offsets": ev.drift_offsets,
         "models": {k: {"version": v["version"], "metrics": v.get("metrics")}
                    for k, v in ev.manifests.items()},
     }

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from udfs.anomaly import order_features
+from udfs.drift import segment_key
 from udfs.envelope import ChangeEvent
 from udfs.features import (
     COLD_START_INTERACTIONS,
@@ -50,6 +51,7 @@ class PendingLabel:
     model_name: str = ""  # the offline model that gave offline_logit
     model_version: int = 0
     p_online: float = 0.0  # what was served: progressive validation compares this with the label
+    shared_offset: float = 0.0  # the segment's drift correction the score was computed with
 
 
 @dataclass(slots=True)
@@ -76,7 +78,7 @@ class CustomerState:
 
 # -- state in Flink: a compact, versioned encoding ----------------------------------------------
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2  # 2: pending labels carry their shared_offset (format 1 still decodes)
 _KINDS = ("view", "click", "add_to_cart", "order")  # history kinds, stored as one byte each
 
 
@@ -104,7 +106,8 @@ def encode_state(state: CustomerState) -> bytes:
         online.w.tobytes(), online.b, online.n_updates,
         None if online.precision_w is None else online.precision_w.tobytes(), online.precision_b,
         [(p.interaction_id, p.customer_id, p.product_id, p.ts_ms, array("d", p.x).tobytes(),
-          p.offline_logit, p.model_name, p.model_version, p.p_online) for p in state.pending],
+          p.offline_logit, p.model_name, p.model_version, p.p_online, p.shared_offset)
+         for p in state.pending],
         array("q", [v for o in state.recent_orders for v in o]).tobytes(),
         state.seen.tobytes(), state.duplicates, state.segment, state.last_event_ms,
         state.expiry_timer_ms, state.positives, state.negatives, state.expired,
@@ -118,7 +121,7 @@ def decode_state(blob: bytes | CustomerState) -> CustomerState:
     t = blob if isinstance(blob, CustomerState) else pickle.loads(blob)
     if isinstance(t, CustomerState):
         return t
-    if t[0] != STATE_FORMAT:
+    if t[0] not in (1, STATE_FORMAT):
         raise ValueError(f"customer state format {t[0]} is newer than this job reads ({STATE_FORMAT})")
     (_, n_int, n_ord, spend, last_ts, decay_ts, cat, col, band, aff_total, h_ts, h_pid, h_kind,
      w, b, n_upd, prec_w, prec_b, pending, orders, seen, dups, segment, last_event, expiry,
@@ -131,8 +134,8 @@ def decode_state(blob: bytes | CustomerState) -> CustomerState:
     o = array("q", orders)
     return CustomerState(
         profile=profile, online=online,
-        pending=[PendingLabel(iid, cid, pid, ts, list(array("d", x)), logit_, name, version, p_on)
-                 for iid, cid, pid, ts, x, logit_, name, version, p_on in pending],
+        # format 1 had no shared_offset: its default (0.0) is what those scores were served with
+        pending=[PendingLabel(p[0], p[1], p[2], p[3], list(array("d", p[4])), *p[5:]) for p in pending],
         recent_orders=[(o[i], o[i + 1]) for i in range(0, len(o), 2)],
         seen=array("q", seen), duplicates=dups, segment=segment, last_event_ms=last_event,
         expiry_timer_ms=expiry, positives=pos, negatives=neg, expired=expired)
@@ -181,7 +184,8 @@ class CustomerLogic:
 
     ``model`` is the personalised propensity model; ``cold_model`` (optional) replaces it for
     customers in their cold start when training found it better there (its manifest says so);
-    ``anomaly_model`` (optional) scores orders.
+    ``anomaly_model`` (optional) scores orders. ``drift`` holds the newest shared correction of
+    each segment (:mod:`udfs.drift`), added to the offline logit under the customer's residual.
     """
 
     def __init__(self, model: OfflineModel, params: ScoringParams,
@@ -191,6 +195,7 @@ class CustomerLogic:
         self.params = params
         self.cold_model = cold_model if cold_model is not None and cold_model.serves_cold_start else None
         self.anomaly_model = anomaly_model
+        self.drift: dict[str, float] = {}
 
     @classmethod
     def for_serving(cls, model_dir: str, model_name: str, pinned_version: int, anomaly_name: str,
@@ -268,7 +273,8 @@ class CustomerLogic:
         x = interaction_features(state.profile, product, kind, ts)
         model, selected = self.propensity_model(state.profile)
         offline_logit = model.logit_one(x)
-        p_online = state.online.predict_proba_one(self.model.standardize(x), offline_logit)
+        shared = self.drift.get(segment_key(state.segment), 0.0)
+        p_online = state.online.predict_proba_one(self.model.standardize(x), offline_logit + shared)
         history_len = len(state.profile.history)  # what the score was computed from
         cold = state.profile.n_interactions < COLD_START_INTERACTIONS
         state.profile.observe_interaction(product, kind, ts, self.params.history_len)
@@ -286,6 +292,7 @@ class CustomerLogic:
             "p_online": round(p_online, 6),
             "model": model.ref,
             "selected": selected,
+            "drift_offset": shared,
             "online_updates": state.online.n_updates,
             "history_len": history_len,
             "snapshot": ev.snapshot,
@@ -293,7 +300,7 @@ class CustomerLogic:
             "product_known": product is not None,
         })
         pending = PendingLabel(int(row["id"]), int(ev.customer_id or 0), int(row["product_id"]), ts, x,
-                               offline_logit, model.name, model.version, p_online)
+                               offline_logit, model.name, model.version, p_online, shared)
         horizon = self.params.label_horizon_ms
         if any(pid == pending.product_id and ts <= t_o <= ts + horizon
                for pid, t_o in state.recent_orders):
@@ -383,7 +390,8 @@ class CustomerLogic:
         return out
 
     def _learn(self, state: CustomerState, p: PendingLabel, y: int, out: Outcome) -> None:
-        p_before = state.online.learn_one(self.model.standardize(p.x), p.offline_logit, y,
+        p_before = state.online.learn_one(self.model.standardize(p.x),
+                                          p.offline_logit + p.shared_offset, y,
                                           self.params.prior_precision)
         if y:
             state.positives += 1
@@ -399,6 +407,8 @@ class CustomerLogic:
             "event_ts": p.ts_ms,
             "label": y,
             "offline_logit": round(p.offline_logit, 6),
+            "segment": segment_key(state.segment),  # whose shared drift correction it teaches
+            "drift_offset": p.shared_offset,
             "p_online": round(p.p_online, 6),  # served when the interaction was scored
             "p_online_before": round(p_before, 6),  # what the online model said just before learning
             "online_updates": state.online.n_updates,  # after this step

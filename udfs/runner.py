@@ -3,7 +3,9 @@ timers fired by a watermark. Benchmarks and the quality report run the job's exa
 logic through it, without Flink.
 
 Like the job's source, the watermark trails the newest event time seen by the allowed
-out-of-orderness; timers fire when the watermark passes them, before the next event.
+out-of-orderness; timers fire when the watermark passes them, before the next event. With
+``drift_publish_every`` > 0 every resolved label also teaches its segment's shared correction
+(:mod:`udfs.drift`), which applies from the next event on (in the job it travels through Kafka).
 """
 
 from __future__ import annotations
@@ -12,14 +14,19 @@ import heapq
 from collections.abc import Iterator
 
 from udfs.customer import CustomerLogic, CustomerState, Outcome
+from udfs.drift import DEFAULT_DECAY, SegmentDrift
 from udfs.envelope import ChangeEvent, parse_record
 from udfs.features import Product
 
 
 class LocalRunner:
-    def __init__(self, logic: CustomerLogic, out_of_orderness_ms: int = 0):
+    def __init__(self, logic: CustomerLogic, out_of_orderness_ms: int = 0,
+                 drift_publish_every: int = 0, drift_decay: float = DEFAULT_DECAY):
         self.logic = logic
         self.out_of_orderness_ms = out_of_orderness_ms
+        self.drift_publish_every = drift_publish_every
+        self.drift_decay = drift_decay
+        self.drift: dict[str, SegmentDrift] = {}
         self.states: dict[int, CustomerState] = {}
         self.products: dict[int, Product] = {}
         self.timers: list[tuple[int, int]] = []
@@ -49,7 +56,7 @@ class LocalRunner:
             del self.states[cid]
         for t in out.timers:
             heapq.heappush(self.timers, (t, cid))
-        yield out
+        yield self._learn_drift(out)
 
     def advance_watermark(self, watermark_ms: int) -> Iterator[Outcome]:
         self.watermark = max(self.watermark, watermark_ms)
@@ -60,7 +67,18 @@ class LocalRunner:
                 out = self.logic.on_timer(state, t)
                 if out.clear_state:
                     del self.states[cid]
-                yield out
+                yield self._learn_drift(out)
+
+    def _learn_drift(self, out: Outcome) -> Outcome:
+        if self.drift_publish_every > 0:
+            for label in out.labels:
+                learner = self.drift.get(label["segment"])
+                if learner is None:
+                    learner = self.drift[label["segment"]] = SegmentDrift.new(self.drift_decay)
+                correction = learner.learn_label(label, self.drift_publish_every)
+                if correction is not None:
+                    self.logic.drift[correction.segment] = correction.offset
+        return out
 
     def finish(self) -> Iterator[Outcome]:
         """End of input: the watermark jumps to the end of time, so every pending label resolves."""

@@ -49,6 +49,7 @@ class TopicCollector:
     labels: list[dict[str, Any]] = field(default_factory=list)
     orders: list[dict[str, Any]] = field(default_factory=list)  # kind "order" on the score topic
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    control: list[dict[str, Any]] = field(default_factory=list)  # model choices, drift corrections
 
     def __post_init__(self) -> None:
         from confluent_kafka import Consumer, TopicPartition
@@ -59,7 +60,8 @@ class TopicCollector:
             "group.id": f"e2e-{time.time_ns()}", "enable.auto.commit": False}))
         k = self.cfg.kafka
         self.lists = {k.scores_topic: self.scores, k.deadletter_topic: self.dead,
-                      k.labels_topic: self.labels, k.metrics_topic: self.metrics}
+                      k.labels_topic: self.labels, k.metrics_topic: self.metrics,
+                      k.control_topic: self.control}
         self.consumer.assign([TopicPartition(t, 0, 0) for t in self.lists])
 
     def poll(self) -> None:

@@ -144,6 +144,26 @@ def test_every_interaction_is_scored_once_and_the_job_survives_bad_input(pipelin
     print(f"[e2e] negative label resolved by an event-time timer after {negative_wait_s:.0f}s "
           f"(horizon {p.cfg.job.label_horizon_s:.0f}s)")
 
+    # The shared per-segment drift correction: learned from every resolved label, published to
+    # the control topic, and applied to each customer by their segment ("unknown" while their
+    # row has not arrived yet): every score used 0 or a correction published for its segment.
+    col.wait_for("drift corrections on the control topic",
+                 lambda: any(c.get("action") == "segment_drift" for c in col.control), timeout_s=60)
+    published: dict[str, set[float]] = {}
+    for c in col.control:
+        if c.get("action") == "segment_drift":
+            published.setdefault(c["segment"], set()).add(c["offset"])
+    with psycopg.connect(p.cfg.postgres.dsn) as conn:
+        segment_of = dict(conn.execute("SELECT id, segment FROM customers").fetchall())
+    for r in unique.values():
+        if r["customer_id"] in segment_of:  # (a deleted customer's segment is gone with them)
+            allowed = {0.0} | published.get(segment_of[r["customer_id"]], set()) | published.get("unknown", set())
+            assert r["drift_offset"] in allowed, r
+    live_offsets = [by_interaction[i]["drift_offset"] for i in after_garbage]
+    assert any(o != 0.0 for o in live_offsets), "live scores should carry a published correction"
+    print(f"[e2e] drift corrections: {sum(len(v) for v in published.values())} published for "
+          f"{sorted(published)}; live scores used {sorted(set(live_offsets))}")
+
     # Product changes arrive through CDC into the state every scoring task reads.
     assert by_interaction[new_product]["product_known"] is True
     assert by_interaction[gone_product]["product_known"] is False

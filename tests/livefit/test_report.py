@@ -21,11 +21,15 @@ def test_report_writes_markdown_plots_and_summary_with_every_baseline(tmp_path):
         assert KEYS <= set(on_disk[group]), group
         assert on_disk[group]["labels"] > 0
         assert 0.5 < on_disk[group]["auc_river"] < 1.0  # River really ran on the same stream
-    # A customer without labels is served exactly the offline model (no cold-start model here
-    # unless training chose it; either way the report says which).
-    new = summary["new"]
+    # A customer without labels is served exactly the offline model plus their segment's shared
+    # correction (no cold-start model here unless training chose it; the report says which):
+    # without the shared correction (the ablation run), exactly the offline model.
+    new, without = summary["new"], summary["without_shared_drift"]["new"]
     if not summary["cold_start_model_served"]:
-        assert new["auc_online"] == new["auc_offline"] and new["logloss_online"] == new["logloss_offline"]
+        assert without["auc_online"] == new["auc_offline"] and without["logloss_online"] == new["logloss_offline"]
+    assert set(summary["shared_drift_offsets"]) >= {"budget", "premium"}
+    assert summary["shared_drift_offsets"]["budget"] < summary["shared_drift_offsets"]["premium"]
+    assert "Shared per-segment drift correction" in (tmp_path / "README.md").read_text()
     assert summary["order_anomaly"]["orders"] > 0
     md = (tmp_path / "README.md").read_text()
     assert "## Seed 11" in md and "## Seed 12" in md and "| target | met | by |" in md

@@ -10,6 +10,7 @@ import pytest
 from tests.helpers import event, interaction, offline_model, order
 from udfs.customer import CustomerLogic, CustomerState, ScoringParams, decode_state, encode_state
 from udfs.features import FEATURE_NAMES, Product
+from udfs.online import logit, sigmoid
 
 HORIZON = 60_000
 SHOE = Product(1, "shoes", "red", 80.0)
@@ -145,6 +146,8 @@ def test_a_customer_stored_and_restored_after_every_event_behaves_identically(lo
             ev = event("customers", "u", 7, t, 7, segment=rng.choice(["casual", "loyal"]))
         else:
             ev = None
+        if i % 40 == 0:  # the shared correction of each segment moves now and then
+            logic.drift = {"casual": rng.uniform(-1, 1), "loyal": rng.uniform(-1, 1)}
         restored = decode_state(stored)
         if ev is None:
             a, b = logic.on_timer(kept, t), logic.on_timer(restored, t)
@@ -234,3 +237,34 @@ def test_cold_start_customers_get_the_cold_start_model_when_training_chose_it(sc
     declined = CustomerLogic(offline_model(), params, cold_model=cold_model(serve=False))
     rec = declined.on_interaction(CustomerState(), interaction(1, 1_000), SHOE).records[0]
     assert (rec["selected"], rec["model"]["name"]) == ("personalised", "propensity")
+
+
+def test_the_segment_correction_is_served_remembered_and_learned_on_top_of(logic):
+    """A customer is scored at offline + their segment's shared correction; the label learns the
+    personal residual against what was served then, even if the correction moved since."""
+    s = CustomerState(segment="loyal")
+    logic.drift = {"loyal": 0.8, "casual": -2.0}
+    rec = logic.on_interaction(s, interaction(1, 1_000), SHOE).records[0]
+    assert rec["drift_offset"] == 0.8
+    assert rec["p_online"] == pytest.approx(sigmoid(logit(rec["p_offline"]) + 0.8), abs=1e-5)
+    assert s.pending[0].shared_offset == 0.8
+    logic.drift["loyal"] = 0.0
+    label = logic.on_timer(s, 1_000 + HORIZON).labels[0]
+    assert label["segment"] == "loyal" and label["drift_offset"] == 0.8 and label["label"] == 0
+    # the residual took its step from the served probability (offline + 0.8), not the offline one
+    assert label["p_online_before"] == pytest.approx(rec["p_online"], abs=1e-5)
+    unknown = CustomerState()  # no customer row yet: the "unknown" segment's correction
+    logic.drift["unknown"] = -0.3
+    assert logic.on_interaction(unknown, interaction(2, 2_000), SHOE).records[0]["drift_offset"] == -0.3
+
+
+def test_state_from_format_1_restores_with_no_shared_offset(logic):
+    s = CustomerState()
+    logic.on_interaction(s, interaction(1, 1_000), SHOE)
+    t = list(pickle.loads(encode_state(s)))
+    t[0] = 1
+    pending_at = next(i for i, v in enumerate(t) if isinstance(v, list) and v and isinstance(v[0], tuple))
+    t[pending_at] = [p[:-1] for p in t[pending_at]]  # format 1 pending labels had 9 fields
+    restored = decode_state(pickle.dumps(tuple(t)))
+    assert restored.pending[0].shared_offset == 0.0
+    assert restored.pending[0].x == s.pending[0].x

@@ -1,0 +1,100 @@
+"""A correction shared by all customers of a segment: it tracks drift the offline model missed.
+
+Every customer's own residual (:mod:`udfs.online`) needs that customer's labels; a shift that hits
+everyone at once (a season, a promotion, a segment's budget) would take each customer dozens of
+labels to notice. :class:`SegmentDrift` learns one logit offset per segment from the labels of
+*all* its customers, against the offline model's logit: ``p = sigmoid(offline_logit + offset)``.
+
+It is a one-parameter Bayesian logistic regression with forgetting: before each label the
+precision decays toward the prior (``precision = decay * precision + (1 - decay) * prior``), so
+the offset follows the last ~``1 / (1 - decay)`` labels and an old regime fades out; each label
+then takes a Newton step of size ``1 / precision``. The offset is clipped to ``MAX_OFFSET``.
+
+In the job, one learner per segment lives in keyed state (keyed by segment) and publishes its
+offset to the control topic every ``publish_every`` labels; every scoring task applies the newest
+offset of the customer's segment (:class:`DriftCorrection`) under its own residual.
+
+>>> d = SegmentDrift.new()
+>>> for _ in range(2000):  # the offline model says 10 %, but a third of them buy
+...     _ = d.learn_one(offline_logit=-2.197, y=1)
+...     _ = d.learn_one(offline_logit=-2.197, y=0)
+...     _ = d.learn_one(offline_logit=-2.197, y=0)
+>>> round(sigmoid(-2.197 + d.offset), 2), d.labels
+(0.33, 6000)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from udfs.online import sigmoid
+
+MAX_OFFSET = 3.0  # in logit: a factor of ~20 in odds; anything beyond is a broken model, not drift
+DEFAULT_DECAY = 1.0 - 1.0 / 2000  # remembers about the last 2,000 labels of a segment
+PRIOR_PRECISION = 16.0  # N(0, 0.25^2) in logit: a shift beyond +-0.5 needs strong evidence
+UNKNOWN_SEGMENT = "unknown"  # customers whose row has not arrived (yet)
+
+
+def decay_for(memory_labels: int) -> float:
+    """The forgetting factor that remembers about the last ``memory_labels`` labels."""
+    if memory_labels < 1:
+        raise ValueError(f"job.drift_memory_labels must be at least 1, not {memory_labels}")
+    return 1.0 - 1.0 / memory_labels
+
+
+def segment_key(segment: str | None) -> str:
+    """The segment a customer's labels count toward (``unknown`` until their row arrives)."""
+    return segment if segment else UNKNOWN_SEGMENT
+
+
+@dataclass(slots=True)
+class SegmentDrift:
+    offset: float = 0.0
+    precision: float = PRIOR_PRECISION
+    labels: int = 0
+    decay: float = DEFAULT_DECAY
+
+    @classmethod
+    def new(cls, decay: float = DEFAULT_DECAY) -> SegmentDrift:
+        if not 0.0 < decay <= 1.0:
+            raise ValueError(f"decay must be in (0, 1], not {decay}")
+        return cls(decay=decay)
+
+    def learn_one(self, offline_logit: float, y: int) -> float:
+        """One label of this segment; returns the probability before the step."""
+        p = sigmoid(offline_logit + self.offset)
+        self.precision = self.decay * self.precision + (1.0 - self.decay) * PRIOR_PRECISION
+        self.precision += max(p * (1.0 - p), 1e-6)
+        step = self.offset - (p - float(y)) / self.precision
+        self.offset = min(max(step, -MAX_OFFSET), MAX_OFFSET)
+        self.labels += 1
+        return p
+
+    def learn_label(self, label: dict[str, Any], publish_every: int) -> DriftCorrection | None:
+        """Learn a label record of the job (``udfs.customer``: ``segment``, ``offline_logit``,
+        ``label``, ``event_ts``); every ``publish_every`` labels, the correction to publish."""
+        self.learn_one(float(label["offline_logit"]), int(label["label"]))
+        if publish_every <= 0 or self.labels % publish_every:
+            return None
+        return DriftCorrection(str(label["segment"]), self.offset, self.labels, int(label["event_ts"]))
+
+
+@dataclass(frozen=True, slots=True)
+class DriftCorrection:
+    """A segment's newest offset, as the scoring tasks apply it (a control message)."""
+
+    segment: str
+    offset: float
+    labels: int  # labels the learner had seen when it published this
+    event_ms: int  # event time of the label that triggered the publication
+
+    def to_message(self) -> dict[str, object]:
+        return {"action": "segment_drift", "segment": self.segment, "offset": round(self.offset, 6),
+                "labels": self.labels, "event_ms": self.event_ms}
+
+
+def valid_offset(value: object) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, int | float)
+            and math.isfinite(value) and abs(value) <= MAX_OFFSET)
