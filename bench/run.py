@@ -9,6 +9,9 @@
    fixed offered rate; commit (source.ts_ms) to score record (broker timestamp), p50/p95/p99.
 4. job-only latency: broker -> job -> broker, change events produced at a fixed rate into a
    running job whose state is warm; hand-off to the producer to score record (broker timestamp).
+5. state at scale: the rocksdb backend with N customers (100k and 1M; 20k in quick mode) first
+   created, then returning at random; throughput with all N in state against throughput while
+   the state was still small, in the same run, and the bytes per customer on disk.
 Results: a table on stdout and bench/results/<timestamp>.json.
 """
 
@@ -27,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 from confluent_kafka import Consumer, TopicPartition
 
@@ -107,8 +111,8 @@ def _collect_scores(cfg: Config, want: Callable[[dict[str, dict[str, Any]]], boo
                 r = json.loads(msg.value())
                 if r.get("kind") != "interaction":
                     continue  # order anomaly scores: measured as part of the work, counted apart
-                seen.setdefault(r["event_id"], {"broker_ts": msg.timestamp()[1],
-                                                "commit_ts": r["commit_ts"], "snapshot": r["snapshot"]})
+                seen.setdefault(r["event_id"], {"broker_ts": msg.timestamp()[1], "commit_ts": r["commit_ts"],
+                                                "snapshot": r["snapshot"], "interaction_id": r["interaction_id"]})
     finally:
         consumer.close()
     return seen
@@ -341,6 +345,99 @@ def measure_job_latency(cfg: Config, run_dir: Path, data: DataConfig, rate: floa
         stop_pid(broker_pid)
 
 
+def scale_records(cfg: Config, customers: int, returning: int, products: int = 300,
+                  seed: int = 11) -> list[tuple[str, bytes, bytes, int]]:
+    """Change events for the state-scale measurement: ``products`` products, then one
+    interaction by each of ``customers`` new customers (interaction id = customer id), then
+    ``returning`` interactions by customers drawn at random among them (ids above
+    ``customers``), 50 ms of event time apart."""
+    from livefit.datagen import CATEGORIES, COLORS, KINDS
+    from livefit.workload import change_record
+
+    rng = np.random.default_rng(seed)
+    t0 = 1_790_000_000_000
+    out = [change_record(cfg, "products", {"id": i, "name": f"p{i}", "category": CATEGORIES[i % 8],
+                                           "color": COLORS[(i // 8) % 8], "price": float(10 + i % 190)},
+                         t0 - 86_400_000, i)
+           for i in range(1, products + 1)]
+    who = np.concatenate([np.arange(1, customers + 1), rng.integers(1, customers + 1, returning)])
+    what = rng.integers(1, products + 1, len(who))
+    kind = rng.choice(3, len(who), p=[0.7, 0.2, 0.1])
+    for i in range(len(who)):
+        ts = t0 + 50 * i
+        out.append(change_record(cfg, "interactions", {
+            "id": i + 1, "customer_id": int(who[i]), "product_id": int(what[i]), "kind": KINDS[kind[i]],
+            "created_at": datetime.fromtimestamp(ts / 1000, UTC).isoformat().replace("+00:00", "Z")},
+            ts, 1_000_000 + i))
+    return out
+
+
+def _du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def measure_state_scale(cfg: Config, run_dir: Path, customers: int, returning: int,
+                        say: Callable[[str], None]) -> dict[str, Any]:
+    """The job on the rocksdb backend with ``customers`` customers in state. Throughput while the
+    first 10-20 % of them are created (small state) against the ``returning`` interactions of
+    customers at random once all are in state; bytes per customer in RocksDB's files."""
+    from livefit.cli import start_job
+
+    small = build_workload(cfg, DataConfig(customers=300, products=300, history_days=30))
+    records = scale_records(cfg, customers, returning)
+    port = free_port()
+    broker_pid = broker.start(port, run_dir / "logs" / "tansu.log")
+    cfg.kafka.bootstrap_servers = f"127.0.0.1:{port}"
+    rocksdb_dir = run_dir / "rocksdb"
+    job = sampler = None
+    try:
+        t = time.monotonic()
+        _preload_and_train(cfg, run_dir, small, records, **{"linger.ms": 50, "batch.num.messages": 10_000})
+        say(f"state at scale: {customers:,} customers + {returning:,} returning interactions "
+            f"preloaded in {time.monotonic() - t:.0f}s; rocksdb job starting")
+        env = {**_job_env(cfg, run_dir), "LIVEFIT_FLINK__STATE_BACKEND": "rocksdb",
+               "LIVEFIT_FLINK__ROCKSDB_LOCAL_DIR": str(rocksdb_dir)}
+        job = start_job(cfg, run_dir / "logs" / "job.log", env=env)
+        sampler = ProcessTreeSampler(job.pid)
+        sampler.start()
+        total = customers + returning
+        progress = {"next": 0.0}
+
+        def done(seen: dict[str, dict[str, Any]]) -> bool:
+            if len(seen) / total >= progress["next"]:
+                say(f"  state at scale: {len(seen):,} / {total:,} interactions scored")
+                progress["next"] += 0.2
+            return len(seen) >= total
+
+        scores = _collect_scores(cfg, done, timeout_s=7200, job=job)
+        state_bytes = _du(rocksdb_dir)
+        time.sleep(cfg.job.checkpoint_interval_ms / 1000 * 1.5)
+
+        def eps(lo: int, hi: int) -> float:
+            ts = sorted(v["broker_ts"] for v in scores.values() if lo < v["interaction_id"] <= hi)
+            return round(len(ts) / ((ts[-1] - ts[0]) / 1000), 1) if len(ts) > 1 and ts[-1] > ts[0] else float("nan")
+
+        small_eps = eps(customers // 10, customers // 5)
+        full_eps = eps(customers, total)
+        out = {"customers": customers, "returning_interactions": returning, "state_backend": "rocksdb",
+               "managed_memory_mb": cfg.flink.managed_memory_mb or "flink default (128 MB locally)",
+               "eps_small_state": small_eps, "eps_all_in_state": full_eps,
+               "ratio_all_in_state_vs_small": round(full_eps / small_eps, 3),
+               "rocksdb_bytes_on_disk": state_bytes,
+               "rocksdb_bytes_per_customer": round(state_bytes / customers),
+               "memory_peak": sampler.peak, "checkpoints": _checkpoints(run_dir / "logs" / "flink")}
+        say(f"state at scale, {customers:,} customers (rocksdb): {full_eps:,.0f}/s with all in state "
+            f"vs {small_eps:,.0f}/s while small ({out['ratio_all_in_state_vs_small']:.2f}x); "
+            f"{out['rocksdb_bytes_per_customer']} bytes per customer on disk")
+        return out
+    finally:
+        if sampler is not None:
+            sampler.stop.set()
+        if job is not None:
+            stop_pid(job.pid, timeout_s=60)
+        stop_pid(broker_pid)
+
+
 def _wait_until_quiet(cfg: Config, topic: str, min_s: float, quiet_s: float, timeout_s: float) -> int:
     """Wait at least ``min_s``, then until ``topic`` gets nothing new for ``quiet_s``; returns
     how many records it holds."""
@@ -403,6 +500,8 @@ def run(quick: bool, events: int | None = None, out_dir: Path = RESULTS,
             load_config(), base / "job-only", DataConfig(customers=job_only_s * 1000 * 2 // 20,
                                                          products=300, history_days=60),
             1000.0, job_only_s, say)}
+        result["state_scale"] = [measure_state_scale(load_config(), base / f"scale-{n}", n, max(10_000, n // 10), say)
+                                 for n in ((20_000,) if quick else (100_000, 1_000_000))]
     finally:
         shutil.rmtree(base, ignore_errors=True)
     f = cfg.flink
@@ -427,6 +526,24 @@ def run(quick: bool, events: int | None = None, out_dir: Path = RESULTS,
     return result
 
 
+def run_state_scale(customers: list[int], out_dir: Path = RESULTS,
+                    say: Callable[[str], None] = _say) -> list[dict[str, Any]]:
+    """Only the state-at-scale measurement (``livefit bench --scale N``), into its own JSON."""
+    base = REPO / ".livefit" / f"bench-scale-{os.getpid()}"
+    shutil.rmtree(base, ignore_errors=True)
+    try:
+        results = [measure_state_scale(load_config(), base / f"scale-{n}", n, max(10_000, n // 10), say)
+                   for n in customers]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"bench-scale-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps({"state_scale": results, "machine": {
+        "cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30)}}, indent=2))
+    say(f"results: {path}")
+    return results
+
+
 def print_table(r: dict[str, Any]) -> None:
     rows = [
         (f"job throughput, {r['job_mode']} mode (interactions/s)", f"{r['job_eps']:,.0f}"),
@@ -448,6 +565,10 @@ def print_table(r: dict[str, Any]) -> None:
          f"{r['checkpoints'].get('size_bytes_last')} / {r['checkpoints'].get('duration_ms_median')}"),
         ("state per customer, encoded: mean / max (bytes)",
          f"{r['state_bytes_per_customer']['mean']} / {r['state_bytes_per_customer']['max']}"),
+        *((f"rocksdb, {s['customers']:,} customers: all-in-state / small-state throughput, bytes per customer",
+           f"{s['ratio_all_in_state_vs_small']:.2f}x ({s['eps_all_in_state']:,.0f} vs {s['eps_small_state']:,.0f}/s), "
+           f"{s['rocksdb_bytes_per_customer']}")
+          for s in r.get("state_scale", [])),
     ]
     width = max(len(k) for k, _ in rows)
     print()

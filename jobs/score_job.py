@@ -554,6 +554,12 @@ def make_env(cfg: Config, checkpoint_dir: str | None, restore_from: str | None =
     conf.set_string("python.fn-execution.bundle.time", str(f.bundle_time_ms))
     conf.set_string("python.state.cache-size", str(f.python_state_cache_size))
     conf.set_string("state.backend.type", f.state_backend)
+    if f.state_backend == "rocksdb":
+        conf.set_string("execution.checkpointing.incremental", str(f.incremental_checkpoints).lower())
+        if f.rocksdb_local_dir:
+            conf.set_string("state.backend.rocksdb.localdir", str(Path(f.rocksdb_local_dir).resolve()))
+    if f.managed_memory_mb:
+        conf.set_string("taskmanager.memory.managed.size", f"{f.managed_memory_mb}m")
     if f.python_execution_mode == "thread":
         # The embedded interpreter must see the venv (else "No module named 'pemja'").
         import site

@@ -203,8 +203,11 @@ def cmd_model(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_bench(cfg: Config, args: argparse.Namespace) -> int:
-    from bench.run import run
+    from bench.run import run, run_state_scale
 
+    if args.scale:
+        run_state_scale(args.scale)
+        return 0
     rates = tuple(args.latency_rate) if args.latency_rate else None
     run(quick=args.quick, events=args.events, latency_rates=rates)
     return 0
@@ -457,6 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--events", type=int, help="about this many interactions in the workload")
     b.add_argument("--latency-rate", type=float, action="append",
                    help="offered load for the latency run (repeatable; default 300 quick, 1000 and 5000 full)")
+    b.add_argument("--scale", type=int, action="append", metavar="CUSTOMERS",
+                   help="only the state-at-scale measurement (rocksdb), with this many customers "
+                        "(repeatable; the full run does 100000 and 1000000)")
     b.set_defaults(func=cmd_bench)
     r = sub.add_parser("report", help="model quality: offline vs offline + online vs River (Markdown, "
                                       "PNG, summary.json)")

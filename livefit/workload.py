@@ -28,6 +28,18 @@ def _iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def change_record(cfg: Config, table: str, row: dict[str, Any], ts_ms: int,
+                  lsn: int) -> tuple[str, bytes, bytes, int]:
+    """A row's creation as Debezium writes it: (topic, key, envelope, timestamp_ms)."""
+    env = {"before": None, "after": row,
+           "source": {"version": "3.6.3.Final", "connector": "postgresql", "name": "shop",
+                      "ts_ms": ts_ms, "snapshot": "false", "db": "shop", "schema": "public",
+                      "table": table, "txId": lsn, "lsn": lsn * 8},
+           "transaction": None, "op": "c", "ts_ms": ts_ms}
+    return (cfg.kafka.cdc_topic(table), json.dumps({"id": row["id"]}).encode(),
+            json.dumps(env, separators=(",", ":")).encode(), ts_ms)
+
+
 def build_workload(cfg: Config, data: DataConfig) -> Workload:
     end = datetime(2026, 11, 1, tzinfo=UTC)  # fixed anchor: the same bytes every run
     world = build_world(data, end)
@@ -45,16 +57,8 @@ def build_workload(cfg: Config, data: DataConfig) -> Workload:
         rows.append((t, "orders", {"id": i, "customer_id": cid, "product_id": pid, "quantity": qty,
                                    "amount": amount, "status": "new", "created_at": _iso(t)}))
     rows.sort(key=lambda r: r[0])
-    records = []
-    for lsn, (t, table, row) in enumerate(rows, start=10_000_000):
-        ts = int(t.timestamp() * 1000)
-        env = {"before": None, "after": row,
-               "source": {"version": "3.6.3.Final", "connector": "postgresql", "name": "shop",
-                          "ts_ms": ts, "snapshot": "false", "db": "shop", "schema": "public",
-                          "table": table, "txId": lsn, "lsn": lsn * 8},
-               "transaction": None, "op": "c", "ts_ms": ts}
-        records.append((cfg.kafka.cdc_topic(table), json.dumps({"id": row["id"]}).encode(),
-                        json.dumps(env, separators=(",", ":")).encode(), ts))
+    records = [change_record(cfg, table, row, int(t.timestamp() * 1000), lsn)
+               for lsn, (t, table, row) in enumerate(rows, start=10_000_000)]
     history = [HistoryEvent(int(t.timestamp() * 1000), "interactions", i, cid, pid, kind=kind)
                for i, (t, cid, pid, kind) in enumerate(interactions, 1)]
     history += [HistoryEvent(int(t.timestamp() * 1000), "orders", i, cid, pid, amount=amount,
