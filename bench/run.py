@@ -421,6 +421,7 @@ def measure_state_scale(cfg: Config, run_dir: Path, customers: int, returning: i
         full_eps = eps(customers, total)
         out = {"customers": customers, "returning_interactions": returning, "state_backend": "rocksdb",
                "managed_memory_mb": cfg.flink.managed_memory_mb or "flink default (128 MB locally)",
+               "timers": cfg.flink.rocksdb_timers,
                "eps_small_state": small_eps, "eps_all_in_state": full_eps,
                "ratio_all_in_state_vs_small": round(full_eps / small_eps, 3),
                "rocksdb_bytes_on_disk": state_bytes,

@@ -556,6 +556,9 @@ def make_env(cfg: Config, checkpoint_dir: str | None, restore_from: str | None =
     conf.set_string("state.backend.type", f.state_backend)
     if f.state_backend == "rocksdb":
         conf.set_string("execution.checkpointing.incremental", str(f.incremental_checkpoints).lower())
+        if f.rocksdb_timers not in ("rocksdb", "heap"):
+            raise ValueError(f"flink.rocksdb_timers must be rocksdb or heap, not {f.rocksdb_timers!r}")
+        conf.set_string("state.backend.rocksdb.timer-service.factory", f.rocksdb_timers.upper())
         if f.rocksdb_local_dir:
             conf.set_string("state.backend.rocksdb.localdir", str(Path(f.rocksdb_local_dir).resolve()))
     if f.managed_memory_mb:
