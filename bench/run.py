@@ -376,12 +376,15 @@ def _du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def measure_state_scale(cfg: Config, run_dir: Path, customers: int, returning: int,
-                        say: Callable[[str], None]) -> dict[str, Any]:
+def measure_state_scale(cfg: Config, run_dir: Path, customers: int, say: Callable[[str], None],
+                        returning: int | None = None) -> dict[str, Any]:
     """The job on the rocksdb backend with ``customers`` customers in state. Throughput while the
-    first 10-20 % of them are created (small state) against the ``returning`` interactions of
-    customers at random once all are in state; bytes per customer in RocksDB's files."""
+    first 10-20 % of them are created (small state) against the ``returning`` interactions
+    (default: a tenth of the customers, at least 10,000) of customers at random once all are in
+    state; bytes per customer in RocksDB's files."""
     from livefit.cli import start_job
+
+    returning = returning if returning is not None else max(10_000, customers // 10)
 
     small = build_workload(cfg, DataConfig(customers=300, products=300, history_days=30))
     records = scale_records(cfg, customers, returning)
@@ -501,7 +504,7 @@ def run(quick: bool, events: int | None = None, out_dir: Path = RESULTS,
             load_config(), base / "job-only", DataConfig(customers=job_only_s * 1000 * 2 // 20,
                                                          products=300, history_days=60),
             1000.0, job_only_s, say)}
-        result["state_scale"] = [measure_state_scale(load_config(), base / f"scale-{n}", n, max(10_000, n // 10), say)
+        result["state_scale"] = [measure_state_scale(load_config(), base / f"scale-{n}", n, say)
                                  for n in ((20_000,) if quick else (100_000, 1_000_000))]
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -515,8 +518,7 @@ def run(quick: bool, events: int | None = None, out_dir: Path = RESULTS,
         "python_state_cache_size": f.python_state_cache_size, "state_backend": f.state_backend,
         "checkpoint_interval_ms": cfg.job.checkpoint_interval_ms, "quick": quick,
     }
-    result["machine"] = {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30),
-                         "python": platform.python_version(), "platform": platform.platform()}
+    result["machine"] = _machine()
     result["wall_seconds"] = round(time.time() - started)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -527,20 +529,23 @@ def run(quick: bool, events: int | None = None, out_dir: Path = RESULTS,
     return result
 
 
+def _machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
 def run_state_scale(customers: list[int], out_dir: Path = RESULTS,
                     say: Callable[[str], None] = _say) -> list[dict[str, Any]]:
     """Only the state-at-scale measurement (``livefit bench --scale N``), into its own JSON."""
     base = REPO / ".livefit" / f"bench-scale-{os.getpid()}"
     shutil.rmtree(base, ignore_errors=True)
     try:
-        results = [measure_state_scale(load_config(), base / f"scale-{n}", n, max(10_000, n // 10), say)
-                   for n in customers]
+        results = [measure_state_scale(load_config(), base / f"scale-{n}", n, say) for n in customers]
     finally:
         shutil.rmtree(base, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"bench-scale-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps({"state_scale": results, "machine": {
-        "cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30)}}, indent=2))
+    path.write_text(json.dumps({"state_scale": results, "machine": _machine()}, indent=2))
     say(f"results: {path}")
     return results
 

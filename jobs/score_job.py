@@ -488,28 +488,41 @@ def event_time_watermarks(cfg: Config) -> WatermarkStrategy:
     return WatermarkStrategy(j_strategy)
 
 
+def _by_topic(stream: DataStream, topics: list[str], keep: bool, name: str) -> DataStream:
+    """Rows whose first field (the topic) is one of ``topics`` (``keep``) or is none of them,
+    filtered in the JVM (livefit.flink.TopicFilter): no Python stage."""
+    jvm = get_gateway().jvm
+    j_topics = to_jarray(jvm.String, topics)
+    return DataStream(stream._j_data_stream.filter(jvm.livefit.flink.TopicFilter(j_topics, keep))).name(name).uid(name)
+
+
+def _keyed_in_jvm(stream: DataStream, j_key_assigner: Any, key_type: Any, value_type: Any,
+                  name: str) -> KeyedStream:
+    """``stream`` keyed by a JVM map to Row(key, value), the shape PyFlink's key_by builds (see
+    its DataStream.key_by), so the value reaches the keyed Python operator without a Python
+    key-by stage in front of it."""
+    with_key = DataStream(stream._j_data_stream.map(j_key_assigner)).name(name).uid(name)
+    j_keyed = with_key._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(),
+                                            Types.ROW([key_type]).get_java_type_info())
+    return KeyedStream(j_keyed, value_type, with_key)
+
+
 def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     """Add the livefit pipeline to ``env``."""
     j, k = cfg.job, cfg.kafka
     raw = env.from_source(kafka_source(cfg), event_time_watermarks(cfg), "cdc-source", RAW_RECORD).uid("cdc-source")
     jvm = get_gateway().jvm
-    to_broadcast = to_jarray(jvm.String, [k.cdc_topic("products"), k.control_topic])
+    to_broadcast = [k.cdc_topic("products"), k.control_topic]
     # Products and control messages: parsed in Python, broadcast to every scoring task.
-    broadcast_inputs = (DataStream(raw._j_data_stream.filter(jvm.livefit.flink.TopicFilter(to_broadcast, True)))
-                        .name("product-changes").uid("product-changes")
+    broadcast_inputs = (_by_topic(raw, to_broadcast, True, "product-changes")
                         .process(ParseBroadcastChanges(k.deadletter_topic, k.control_topic),
                                  output_type=Types.PICKLED_BYTE_ARRAY())
                         .name("parse-broadcast").uid("parse-broadcast"))
     products = broadcast_inputs.broadcast(PRODUCTS, MODEL_CHOICE)
-    # Customer changes: keyed in the JVM, the same Row(key, value) shape PyFlink's key_by builds
-    # (see its DataStream.key_by), so the raw bytes go straight to the keyed Python operator.
-    with_key = (DataStream(raw._j_data_stream.filter(jvm.livefit.flink.TopicFilter(to_broadcast, False)))
-                .name("customer-changes").uid("customer-changes"))
-    with_key = (DataStream(with_key._j_data_stream.map(jvm.livefit.flink.CustomerKeyAssigner()))
-                .name("key-by-customer").uid("key-by-customer"))
-    customers = KeyedStream(with_key._j_data_stream.keyBy(jvm.KeyByKeySelector(),
-                                                           Types.ROW([Types.LONG()]).get_java_type_info()),
-                            RAW_RECORD, with_key)
+    # Customer changes: keyed in the JVM, so the raw bytes go straight to the keyed Python operator.
+    customers = _keyed_in_jvm(_by_topic(raw, to_broadcast, False, "customer-changes"),
+                              jvm.livefit.flink.CustomerKeyAssigner(), Types.LONG(), RAW_RECORD,
+                              "key-by-customer")
     params = ScoringParams(label_horizon_ms=int(j.label_horizon_s * 1000), history_len=j.history_len,
                            prior_precision=j.online_prior_precision,
                            inactivity_ttl_ms=int(j.state_ttl_days * 86_400_000))
@@ -523,18 +536,12 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
                                      shared_drift=j.drift_publish_every_labels > 0),
                       output_type=KAFKA_OUT)
               .name("score-and-learn").uid("score-and-learn"))
-    internal = to_jarray(jvm.String, [SEGMENT_LABELS])
-    outputs = (DataStream(scores._j_data_stream.filter(jvm.livefit.flink.TopicFilter(internal, False)))
-               .name("to-kafka").uid("to-kafka")
+    outputs = (_by_topic(scores, [SEGMENT_LABELS], False, "to-kafka")
                .union(broadcast_inputs.get_side_output(DEAD_LETTERS)))
     if j.drift_publish_every_labels > 0:
-        labels = (DataStream(scores._j_data_stream.filter(jvm.livefit.flink.TopicFilter(internal, True)))
-                  .name("segment-labels").uid("segment-labels"))
-        labels = (DataStream(labels._j_data_stream.map(jvm.livefit.flink.RecordKeyAssigner()))
-                  .name("key-by-segment").uid("key-by-segment"))
-        by_segment = KeyedStream(labels._j_data_stream.keyBy(jvm.KeyByKeySelector(),
-                                                             Types.ROW([Types.STRING()]).get_java_type_info()),
-                                 KAFKA_OUT, labels)
+        by_segment = _keyed_in_jvm(_by_topic(scores, [SEGMENT_LABELS], True, "segment-labels"),
+                                   jvm.livefit.flink.RecordKeyAssigner(), Types.STRING(), KAFKA_OUT,
+                                   "key-by-segment")
         corrections = (by_segment
                        .process(LearnSegmentDrift(k.control_topic, j.drift_publish_every_labels,
                                                   j.drift_memory_labels), output_type=KAFKA_OUT)
