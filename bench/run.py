@@ -40,7 +40,7 @@ from livefit.kafka_io import client_conf, ensure_topics, producer
 from livefit.stack import broker, manager
 from livefit.stack.procs import free_port, stop_pid
 from livefit.workload import build_workload
-from udfs.customer import CustomerLogic, ScoringParams
+from udfs.customer import CustomerLogic
 from udfs.envelope import ChangeEvent, parse_record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -215,8 +215,7 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
         say(f"preloaded the CDC topics on 127.0.0.1:{port}")
         logic = CustomerLogic.for_serving(
             cfg.job.model_dir, cfg.job.model_name, 0, cfg.job.anomaly_model_name,
-            ScoringParams(int(cfg.job.label_horizon_s * 1000), cfg.job.history_len,
-                          cfg.job.online_prior_precision))
+            cfg.job.scoring_params())
         drift_every = cfg.job.drift_publish_every_labels
         limit = run_loop(workload, logic, cfg.job.max_out_of_orderness_ms, drift_publish_every=drift_every)
         say(f"in-process limit: {limit['eps']:,.0f} interactions/s")

@@ -523,9 +523,7 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     customers = _keyed_in_jvm(_by_topic(raw, to_broadcast, False, "customer-changes"),
                               jvm.livefit.flink.CustomerKeyAssigner(), Types.LONG(), RAW_RECORD,
                               "key-by-customer")
-    params = ScoringParams(label_horizon_ms=int(j.label_horizon_s * 1000), history_len=j.history_len,
-                           prior_precision=j.online_prior_precision,
-                           inactivity_ttl_ms=int(j.state_ttl_days * 86_400_000))
+    params = j.scoring_params()
     scores = (customers
               .connect(products)
               .process(ScoreAndLearn(str(Path(j.model_dir).resolve()), j.model_name, j.model_version,

@@ -25,7 +25,10 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from udfs.customer import ScoringParams
 
 CDC_TABLES = ("customers", "products", "interactions", "orders")
 
@@ -108,7 +111,9 @@ class JobConfig:
     quality_window_labels: int = 2000  # rolling quality over the last N labels (per subtask)
     metrics_every_labels: int = 500  # publish a quality record to the metrics topic this often
     model_version: int = 0  # 0: the newest version that verifies; N: exactly vN
-    online_prior_precision: float = 100.0  # of the per-customer residual's weights (udfs.online)
+    # Prior precisions of the per-customer residual (udfs.online): of its weights and of its bias.
+    online_prior_precision: float = 300.0
+    online_prior_precision_bias: float = 16.0
     start_from: str = "earliest"  # earliest | committed (resume the consumer group)
     # at_least_once (default; consumers de-duplicate by event_id) or exactly_once (a
     # transactional sink, checkpoint-aligned; needs a broker with correct transactions and
@@ -122,6 +127,16 @@ class JobConfig:
     # the last drift_memory_labels labels of its segment.
     drift_publish_every_labels: int = 50
     drift_memory_labels: int = 2000
+
+    def scoring_params(self) -> ScoringParams:
+        """What the per-event logic needs from this configuration (job, bench and report alike)."""
+        from udfs.customer import ScoringParams  # numpy and the models: not for every CLI start
+
+        return ScoringParams(label_horizon_ms=int(self.label_horizon_s * 1000),
+                             history_len=self.history_len,
+                             prior_precision=self.online_prior_precision,
+                             prior_precision_bias=self.online_prior_precision_bias,
+                             inactivity_ttl_ms=int(self.state_ttl_days * 86_400_000))
 
 
 @dataclass

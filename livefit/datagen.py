@@ -34,6 +34,7 @@ KINDS = ("view", "click", "add_to_cart")
 KIND_EFFECT = np.array([0.0, 0.8, 2.0])
 MEAN_PURCHASE_DELAY_S = 25.0  # history; live traffic uses LIVE_PURCHASE_DELAY_S
 LIVE_PURCHASE_DELAY_S = 6.0
+BASE_PURCHASE_LOGIT = -3.6
 
 
 @dataclass
@@ -107,6 +108,18 @@ def build_world(cfg: DataConfig, end: datetime) -> World:
     return world
 
 
+class PurchaseTruth(NamedTuple):
+    """The generator's purchase logit of one interaction, by part: what no model can beat."""
+
+    personal: float  # the customer's own propensity to buy now, their segment's drift included
+    fit: float  # how well the product fits their tastes and price level
+    engagement: float  # how much this kind of interaction (view/click/cart) says, for this person
+
+    @property
+    def logit(self) -> float:
+        return BASE_PURCHASE_LOGIT + self.personal + self.fit + self.engagement
+
+
 class Shopper:
     """Draws what a customer looks at and whether they buy it."""
 
@@ -126,6 +139,12 @@ class Shopper:
         return int(self.rng.choice(len(w.products), p=weights / weights.sum()))
 
     def interact(self, c: int, p: int, frac: float, log_price: float) -> tuple[str, bool]:
+        kind, buys, _truth = self.interact_with_truth(c, p, frac, log_price)
+        return kind, buys
+
+    def interact_with_truth(self, c: int, p: int, frac: float,
+                            log_price: float) -> tuple[str, bool, PurchaseTruth]:
+        """What the customer does, whether they buy, and the purchase logit's parts it was drawn from."""
         w = self.world
         tc = w.taste_at(c, frac)
         fit = (1.3 * math.log(tc[self.cat_idx[p]] * 8 + 0.05)
@@ -134,14 +153,16 @@ class Shopper:
         kind_logits = np.array([0.0, -1.0 + 0.4 * fit, -2.2 + 0.6 * fit])
         kp = np.exp(kind_logits - kind_logits.max())
         k = int(self.rng.choice(3, p=kp / kp.sum()))
-        z = -3.6 + w.bias_at(c, frac) + w.segment_shift_at(c, frac) + fit + w.kind_sens[c] * KIND_EFFECT[k]
-        return KINDS[k], bool(self.rng.random() < 1.0 / (1.0 + math.exp(-z)))
+        truth = PurchaseTruth(w.bias_at(c, frac) + w.segment_shift_at(c, frac), fit,
+                              float(w.kind_sens[c] * KIND_EFFECT[k]))
+        return KINDS[k], bool(self.rng.random() < 1.0 / (1.0 + math.exp(-truth.logit))), truth
 
 
 class History(NamedTuple):
     interactions: list[tuple]  # (created_at, customer_id, product_id, kind), by time
     orders: list[tuple]  # (created_at, customer_id, product_id, quantity, amount), by time
     anomalous_orders: set[tuple]  # the rows of ``orders`` that are not normal shopping (ground truth)
+    purchase_truth: list[PurchaseTruth]  # of each row of ``interactions`` (ground truth)
 
 
 def generate_history(world: World, cfg: DataConfig) -> History:
@@ -163,8 +184,8 @@ def generate_history(world: World, cfg: DataConfig) -> History:
             for _ in range(1 + int(rng.poisson(2.0))):
                 frac = (t - world.start).total_seconds() / span
                 p = shop.pick_product(c, frac)
-                kind, buys = shop.interact(c, p, frac, float(log_price[p]))
-                interactions.append((t, cust["id"], world.products[p]["id"], kind))
+                kind, buys, truth = shop.interact_with_truth(c, p, frac, float(log_price[p]))
+                interactions.append((t, cust["id"], world.products[p]["id"], kind, truth))
                 if buys:
                     delay = min(float(rng.exponential(MEAN_PURCHASE_DELAY_S)) + 2.0, 3600.0)
                     qty = 1 + int(rng.random() < 0.15)
@@ -175,7 +196,7 @@ def generate_history(world: World, cfg: DataConfig) -> History:
     orders += anomalous
     interactions.sort(key=lambda r: r[0])
     orders.sort(key=lambda r: r[0])
-    return History(interactions, orders, set(anomalous))
+    return History([r[:4] for r in interactions], orders, set(anomalous), [r[4] for r in interactions])
 
 
 def _anomalous_orders(world: World, cfg: DataConfig, n_normal: int) -> list[tuple]:
@@ -227,7 +248,7 @@ def seed(dsn: str, cfg: DataConfig, end: datetime | None = None,
 
     end = end or anchor_now()
     world = build_world(cfg, end)
-    interactions, orders, _ = generate_history(world, cfg)
+    interactions, orders, _, _ = generate_history(world, cfg)
     with psycopg.connect(dsn) as conn:
         existing = conn.execute("SELECT count(*) FROM customers").fetchone()[0]
         if existing:

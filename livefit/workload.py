@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from livefit.config import Config, DataConfig
-from livefit.datagen import build_world, generate_history
+from livefit.datagen import PurchaseTruth, build_world, generate_history
 from udfs.features import Product
 from udfs.replay import HistoryEvent
 
@@ -22,6 +22,7 @@ class Workload:
     products: dict[int, Product]
     interactions: int
     anomalous_order_ids: set[int]  # ground truth: orders the generator made abnormal
+    purchase_truth: dict[int, PurchaseTruth]  # ground truth: each interaction's purchase logit, by id
 
 
 def _iso(ts: datetime) -> str:
@@ -43,7 +44,7 @@ def change_record(cfg: Config, table: str, row: dict[str, Any], ts_ms: int,
 def build_workload(cfg: Config, data: DataConfig) -> Workload:
     end = datetime(2026, 11, 1, tzinfo=UTC)  # fixed anchor: the same bytes every run
     world = build_world(data, end)
-    interactions, orders, anomalous = generate_history(world, data)
+    interactions, orders, anomalous, truth = generate_history(world, data)
     rows: list[tuple[datetime, str, dict[str, Any]]] = []
     for p in world.products:
         rows.append((p["created_at"], "products", {**p, "created_at": _iso(p["created_at"]),
@@ -67,4 +68,5 @@ def build_workload(cfg: Config, data: DataConfig) -> Workload:
     products = {p["id"]: Product(p["id"], p["category"], p["color"], float(p["price"]))
                 for p in world.products}
     return Workload(records, history, products, len(interactions),
-                    {i for i, row in enumerate(orders, 1) if row in anomalous})
+                    {i for i, row in enumerate(orders, 1) if row in anomalous},
+                    dict(enumerate(truth, 1)))

@@ -34,9 +34,10 @@ import numpy as np
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
 from livefit.config import Config, DataConfig
+from livefit.datagen import PurchaseTruth
 from livefit.workload import build_workload
 from models.train import train_on_history
-from udfs.customer import CustomerLogic, ScoringParams
+from udfs.customer import CustomerLogic
 from udfs.drift import decay_for
 from udfs.online import sigmoid
 from udfs.runner import LocalRunner
@@ -59,6 +60,7 @@ class Scored:
     p_river: float = math.nan
     label: int | None = None
     x: list[float] = field(default_factory=list)
+    truth: PurchaseTruth | None = None  # the generator's purchase logit (ground truth)
 
 
 @dataclass
@@ -80,8 +82,7 @@ def run(seed: int, train_share: float = 0.7, cfg: Config | None = None,
         data: DataConfig | None = None, say: Callable[[str], None] = print) -> Evaluation:
     cfg = cfg or Config()
     data = dataclasses.replace(data or DataConfig(), seed=seed)
-    params = ScoringParams(label_horizon_ms=int(cfg.job.label_horizon_s * 1000),
-                           history_len=cfg.job.history_len)
+    params = cfg.job.scoring_params()
     workload = build_workload(cfg, data)
     t_min = min(e.ts_ms for e in workload.history)
     t_max = max(e.ts_ms for e in workload.history)
@@ -111,7 +112,8 @@ def run(seed: int, train_share: float = 0.7, cfg: Config | None = None,
                 if r["kind"] == "interaction":
                     iid = r["interaction_id"]
                     scored[iid] = Scored(iid, r["customer_id"], r["event_ts"], r["online_updates"],
-                                         r["selected"], r["p_online"])
+                                         r["selected"], r["p_online"],
+                                         truth=workload.purchase_truth.get(iid))
                     ops.append(("score", iid, 0))
                 elif r["event_ts"] >= cut_ms:
                     orders.append({**r, "truth": r["order_id"] in workload.anomalous_order_ids})
@@ -201,6 +203,35 @@ def group_summary(rows: list[Scored]) -> dict[str, Any]:
     return out
 
 
+def headroom(rows: list[Scored]) -> dict[str, Any] | None:
+    """How much there is to learn: quality of the generator's own purchase probability (no model
+    can do better on these labels), and of the offline model told one true part of the purchase
+    logit (``personal``: the most any per-customer bias could add; ``fit``: the taste match;
+    ``engagement``), each fitted on the rows themselves.
+
+    >>> t = PurchaseTruth(0.0, 0.0, 0.0)
+    >>> rows = [Scored(i, 1, 0, 0, "p", 0.5, p_offline=0.5, label=i % 2, truth=t) for i in range(4)]
+    >>> headroom(rows)["auc_generator"]
+    0.5
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    rows = [r for r in rows if r.truth is not None]
+    y = np.asarray([r.label for r in rows], dtype=np.int64)
+    if len(rows) == 0 or len(set(y.tolist())) < 2:
+        return None
+    z = np.asarray([r.truth.logit for r in rows])  # type: ignore[union-attr]
+    p = np.clip(1.0 / (1.0 + np.exp(-z)), 1e-6, 1 - 1e-6)
+    off = np.clip(np.asarray([r.p_offline for r in rows]), 1e-6, 1 - 1e-6)
+    out = {"auc_generator": round(float(roc_auc_score(y, z)), 4),
+           "logloss_generator": round(float(log_loss(y, p, labels=[0, 1])), 4)}
+    for part in PurchaseTruth._fields:
+        both = np.column_stack([np.log(off / (1 - off)), [getattr(r.truth, part) for r in rows]])
+        told = LogisticRegression(C=1e4).fit(both, y).decision_function(both)
+        out[f"auc_offline_with_true_{part}"] = round(float(roc_auc_score(y, told)), 4)
+    return out
+
+
 def summarize(ev: Evaluation) -> dict[str, Any]:
     rows = ev.evaluated()
     warm = [r for r in rows if r.labels_before >= WARM_LABELS]
@@ -209,7 +240,10 @@ def summarize(ev: Evaluation) -> dict[str, Any]:
     for lo, hi in WARMUP_BUCKETS:
         bucket = [r for r in rows if lo <= r.labels_before <= hi]
         if len(bucket) >= 30:
-            curve.append({"labels_before": [lo, hi], **group_summary(bucket)})
+            gen = headroom(bucket)
+            curve.append({"labels_before": [lo, hi], **group_summary(bucket),
+                          "auc_generator": gen and gen["auc_generator"],
+                          "logloss_generator": gen and gen["logloss_generator"]})
     anomaly: dict[str, Any] = {"orders": len(ev.orders)}
     scored_orders = [o for o in ev.orders if o["anomaly_score"] is not None]
     truth = np.asarray([o["truth"] for o in scored_orders], dtype=bool)
@@ -239,6 +273,7 @@ def summarize(ev: Evaluation) -> dict[str, Any]:
                              (("offline", "p_offline"), ("online", "p_online"), ("river", "p_river"))},
         "order_anomaly": anomaly,
         "shared_drift_offsets": ev.drift_offsets,
+        "headroom": {"warm": headroom(warm), "new": headroom(new), "all": headroom(rows)},
         "models": {k: {"version": v["version"], "metrics": v.get("metrics")}
                    for k, v in ev.manifests.items()},
     }

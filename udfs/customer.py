@@ -30,7 +30,7 @@ from udfs.features import (
     Product,
     interaction_features,
 )
-from udfs.online import PRIOR_PRECISION_W, OnlineResidual, sigmoid
+from udfs.online import PRIOR_PRECISION_B, PRIOR_PRECISION_W, OnlineResidual, sigmoid
 from udfs.scoring import OfflineModel, OrderAnomalyModel, cold_start_name
 
 MAX_PENDING = 500  # per customer; beyond it the oldest pending label expires unlearned (counted)
@@ -145,7 +145,9 @@ def decode_state(blob: bytes | CustomerState) -> CustomerState:
 class ScoringParams:
     label_horizon_ms: int = 120_000
     history_len: int = 20
-    prior_precision: float = PRIOR_PRECISION_W  # of the online residual's weights (see udfs.online)
+    # Prior precisions of the online residual's weights and bias (see udfs.online).
+    prior_precision: float = PRIOR_PRECISION_W
+    prior_precision_bias: float = PRIOR_PRECISION_B
     # A customer with no change for this long (event time) is forgotten; 0: never.
     inactivity_ttl_ms: int = 0
 
@@ -392,7 +394,7 @@ class CustomerLogic:
     def _learn(self, state: CustomerState, p: PendingLabel, y: int, out: Outcome) -> None:
         p_before = state.online.learn_one(self.model.standardize(p.x),
                                           p.offline_logit + p.shared_offset, y,
-                                          self.params.prior_precision)
+                                          self.params.prior_precision, self.params.prior_precision_bias)
         if y:
             state.positives += 1
         else:

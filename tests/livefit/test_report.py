@@ -29,9 +29,18 @@ def test_report_writes_markdown_plots_and_summary_with_every_baseline(tmp_path):
         assert without["auc_online"] == new["auc_offline"] and without["logloss_online"] == new["logloss_offline"]
     assert set(summary["shared_drift_offsets"]) >= {"budget", "premium"}
     assert summary["shared_drift_offsets"]["budget"] < summary["shared_drift_offsets"]["premium"]
-    assert "Shared per-segment drift correction" in (tmp_path / "README.md").read_text()
+    # The per-customer residual learns from a customer's own labels only: new customers are
+    # served the same with and without it.
+    assert summary["without_personal_residual"]["new"] == {k: new[k] for k in ("auc_online", "logloss_online")}
+    # The generator's own purchase probability is the ceiling of every model on every group.
+    for group in ("warm", "new", "all"):
+        ceiling = summary["headroom"][group]["auc_generator"]
+        assert all(summary[group][f"auc_{m}"] < ceiling for m in ("offline", "online", "river")), group
     assert summary["order_anomaly"]["orders"] > 0
     md = (tmp_path / "README.md").read_text()
+    for part in ("Without the shared per-segment drift correction", "Without the per-customer residual",
+                 "How much there is to learn", "AUC generator"):
+        assert part in md, part
     assert "## Seed 11" in md and "## Seed 12" in md and "| target | met | by |" in md
     for seed in (11, 12):
         for f in ("warmup-auc.png", "warmup-logloss.png", "calibration.png"):
