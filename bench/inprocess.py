@@ -10,11 +10,11 @@ scores, the shared per-segment drift learner, JSON out) through :class:`udfs.run
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import numpy as np
+import orjson
 
 from livefit.workload import Workload
 from udfs.customer import CustomerLogic, encode_state
@@ -53,10 +53,10 @@ def run_loop(workload: Workload, logic: CustomerLogic, out_of_orderness_ms: int,
         events += 1
         for out in runner.process(topic, offset, ts, key, value):
             for r in out.records:
-                json.dumps(r, separators=(",", ":")).encode()
+                orjson.dumps(r)
                 scored += r["kind"] == "interaction"
             for label in out.labels:
-                json.dumps(label, separators=(",", ":")).encode()
+                orjson.dumps(label)
         if max_interactions is not None and scored >= max_interactions:
             break
     seconds = time.perf_counter() - t0

@@ -15,9 +15,10 @@ DriftCorrection(segment='budget', offset=-0.4, labels=800, event_ms=170000000000
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
+
+import orjson
 
 from udfs.drift import MAX_OFFSET, DriftCorrection, valid_offset
 
@@ -37,8 +38,8 @@ def parse_control(value: bytes | None) -> ModelChoice | DriftCorrection | str:
     if value is None:
         return "control: empty message"
     try:
-        msg = json.loads(value.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        msg = orjson.loads(value)
+    except orjson.JSONDecodeError:  # also what orjson raises for bytes that are not UTF-8
         return "control: not a JSON object"
     if isinstance(msg, dict) and msg.get("action") == "segment_drift":
         return _drift_correction(msg)

@@ -5,8 +5,12 @@ machines are noisy) and fails if the job falls well below where it is now.
 Measured here (2 cores, Python thread mode, the default): job / limit = 0.27 on this small
 workload (3,400 interactions, where start-up and the first checkpoint weigh more) and 0.43-0.53
 on 17k-interaction runs; before the job keyed changes in the JVM (two Python stages) it was
-0.15-0.19. The guard sits at 0.15: below run-to-run noise, at what a return to two Python
-stages, to process mode or to pickling whole objects into state would give.
+0.15-0.19. Then orjson and unrounded label features cut the per-event Python work by a third:
+the limit here went from 5,024/s to 7,134-7,579/s, while the job stayed where it was (1,658/s
+before, 1,464-1,595/s after): its time is mostly Flink's per-call cost (state, timers, rows
+into the JVM and the sink chained behind it). So the ratio here is now 0.19-0.22 (three runs).
+The guard sits at 0.12: below run-to-run noise, at what a return to two Python stages, to
+process mode or to pickling whole objects into state would give against the faster limit.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from livefit.config import DataConfig, load_config
 
 pytestmark = pytest.mark.e2e
 
-GUARD_JOB_OVER_LIMIT = 0.15
+GUARD_JOB_OVER_LIMIT = 0.12
 
 
 def test_job_keeps_its_ratio_to_the_in_process_limit():
