@@ -82,13 +82,12 @@ KAFKA_OUT = Types.ROW_NAMED(
     [Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.PRIMITIVE_ARRAY(Types.BYTE())],
 )
 DEAD_LETTERS = OutputTag("dead-letters", KAFKA_OUT)
-# Resolved labels for the shared per-segment drift learner leave score-and-learn on its main
-# output, as Row(SEGMENT_LABELS, segment, [offline_logit, label, event_ts]); the JVM splits them
-# off before the sink (a name no Kafka topic can have, so a mistake fails loudly) and keys them by
-# segment. Not a side output: in thread mode PyFlink 2.3 drops side outputs yielded from on_timer
-# into the main output converter (the job failed with "'tuple' object has no attribute
-# '_values'"), and most labels resolve in on_timer.
-SEGMENT_LABELS = "<segment-labels>"
+# The shared per-segment drift learner reads the label records on their way to the sink: the
+# JVM picks them out by topic and keys them by their "segment" field (RecordKeyAssigner.java).
+# Not a side output: in thread mode PyFlink 2.3 drops side outputs yielded from on_timer into
+# the main output converter (the job failed with "'tuple' object has no attribute '_values'"),
+# and most labels resolve in on_timer. Not a second row per label either: each row out of Python
+# is a call into the JVM (measured: the drift path cost 16 % of the job's throughput that way).
 PRODUCTS = MapStateDescriptor("products", Types.LONG(), Types.PICKLED_BYTE_ARRAY())
 MODEL_CHOICE = MapStateDescriptor("model-choice", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 DRIFT = MapStateDescriptor("segment-drift", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
@@ -179,7 +178,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
 
     def __init__(self, model_dir: str, model_name: str, model_version: int, anomaly_name: str,
                  params: ScoringParams, topics: dict[str, str],
-                 quality_window: int, metrics_every: int, shared_drift: bool):
+                 quality_window: int, metrics_every: int):
         self.model_dir = model_dir
         self.model_name = model_name
         self.model_version = model_version
@@ -191,7 +190,6 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         self.metrics_topic = topics["metrics"]
         self.quality_window = quality_window
         self.metrics_every = metrics_every
-        self.shared_drift = shared_drift  # send resolved labels to the per-segment drift learner
 
     def open(self, runtime_context: RuntimeContext) -> None:
         # No Flink state TTL: inactive customers expire by an event-time timer the logic asks
@@ -259,9 +257,6 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         for label in outcome.labels:
             yield Row(self.labels_topic, str(label["customer_id"]).encode(),
                       orjson.dumps(label))
-            if self.shared_drift:
-                yield Row(SEGMENT_LABELS, label["segment"].encode(),
-                          orjson.dumps([label["offline_logit"], label["label"], label["event_ts"]]))
             yield from self._track_quality(label)
         if outcome.labels:
             self.labels_resolved.inc(len(outcome.labels))
@@ -427,10 +422,7 @@ class LearnSegmentDrift(KeyedProcessFunction):
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
         learner = self.state.value() or SegmentDrift.new(self.decay)
-        offline_logit, y, event_ts = orjson.loads(value[2])
-        label = {"segment": value[1].decode(), "offline_logit": offline_logit, "label": y,
-                 "event_ts": event_ts}
-        correction = learner.learn_label(label, self.publish_every)
+        correction = learner.learn_label(orjson.loads(value[2]), self.publish_every)
         self.state.update(learner)
         self.learned.inc()
         if correction is not None:
@@ -534,16 +526,14 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
                                      j.anomaly_model_name, params,
                                      {"scores": k.scores_topic, "deadletter": k.deadletter_topic,
                                       "labels": k.labels_topic, "metrics": k.metrics_topic},
-                                     j.quality_window_labels, j.metrics_every_labels,
-                                     shared_drift=j.drift_publish_every_labels > 0),
+                                     j.quality_window_labels, j.metrics_every_labels),
                       output_type=KAFKA_OUT)
               .name("score-and-learn").uid("score-and-learn"))
-    outputs = (_by_topic(scores, [SEGMENT_LABELS], False, "to-kafka")
-               .union(broadcast_inputs.get_side_output(DEAD_LETTERS)))
+    outputs = scores.union(broadcast_inputs.get_side_output(DEAD_LETTERS))
     if j.drift_publish_every_labels > 0:
-        by_segment = _keyed_in_jvm(_by_topic(scores, [SEGMENT_LABELS], True, "segment-labels"),
-                                   jvm.livefit.flink.RecordKeyAssigner(), Types.STRING(), KAFKA_OUT,
-                                   "key-by-segment")
+        by_segment = _keyed_in_jvm(_by_topic(scores, [k.labels_topic], True, "segment-labels"),
+                                   jvm.livefit.flink.RecordKeyAssigner("segment"), Types.STRING(),
+                                   KAFKA_OUT, "key-by-segment")
         corrections = (by_segment
                        .process(LearnSegmentDrift(k.control_topic, j.drift_publish_every_labels,
                                                   j.drift_memory_labels), output_type=KAFKA_OUT)
