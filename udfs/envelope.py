@@ -11,7 +11,7 @@ Debezium writes after a delete, for log compaction; the delete itself carries th
 >>> (rec.table, rec.op, rec.customer_id, rec.event_id, rec.event_ts_ms)
 ('interactions', 'c', 3, 'interactions:5:99', 1795318293190)
 >>> parse_record("shop.public.orders", 0, 8, 0, b'{"id":1}', b'not json').reason
-'value is not valid JSON: Expecting value at char 0'
+"value is not valid JSON: invalid literal, expected 'null' at char 0"
 """
 
 from __future__ import annotations
