@@ -351,7 +351,7 @@ def scale_records(cfg: Config, customers: int, returning: int, products: int = 3
     ``returning`` interactions by customers drawn at random among them (ids above
     ``customers``), 50 ms of event time apart."""
     from livefit.datagen import CATEGORIES, COLORS, KINDS
-    from livefit.workload import change_record
+    from livefit.workload import change_record, iso_utc
 
     rng = np.random.default_rng(seed)
     t0 = 1_790_000_000_000
@@ -366,7 +366,7 @@ def scale_records(cfg: Config, customers: int, returning: int, products: int = 3
         ts = t0 + 50 * i
         out.append(change_record(cfg, "interactions", {
             "id": i + 1, "customer_id": int(who[i]), "product_id": int(what[i]), "kind": KINDS[kind[i]],
-            "created_at": datetime.fromtimestamp(ts / 1000, UTC).isoformat().replace("+00:00", "Z")},
+            "created_at": iso_utc(datetime.fromtimestamp(ts / 1000, UTC))},
             ts, 1_000_000 + i))
     return out
 

@@ -25,7 +25,8 @@ class Workload:
     purchase_truth: dict[int, PurchaseTruth]  # ground truth: each interaction's purchase logit, by id
 
 
-def _iso(ts: datetime) -> str:
+def iso_utc(ts: datetime) -> str:
+    """``ts`` as Debezium writes a timestamp column: ISO 8601 in UTC with a Z."""
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -47,16 +48,16 @@ def build_workload(cfg: Config, data: DataConfig) -> Workload:
     interactions, orders, anomalous, truth = generate_history(world, data)
     rows: list[tuple[datetime, str, dict[str, Any]]] = []
     for p in world.products:
-        rows.append((p["created_at"], "products", {**p, "created_at": _iso(p["created_at"]),
-                                                    "updated_at": _iso(p["created_at"])}))
+        rows.append((p["created_at"], "products", {**p, "created_at": iso_utc(p["created_at"]),
+                                                    "updated_at": iso_utc(p["created_at"])}))
     for c in world.customers:
-        rows.append((c["created_at"], "customers", {**c, "created_at": _iso(c["created_at"])}))
+        rows.append((c["created_at"], "customers", {**c, "created_at": iso_utc(c["created_at"])}))
     for i, (t, cid, pid, kind) in enumerate(interactions, 1):
         rows.append((t, "interactions", {"id": i, "customer_id": cid, "product_id": pid,
-                                         "kind": kind, "created_at": _iso(t)}))
+                                         "kind": kind, "created_at": iso_utc(t)}))
     for i, (t, cid, pid, qty, amount) in enumerate(orders, 1):
         rows.append((t, "orders", {"id": i, "customer_id": cid, "product_id": pid, "quantity": qty,
-                                   "amount": amount, "status": "new", "created_at": _iso(t)}))
+                                   "amount": amount, "status": "new", "created_at": iso_utc(t)}))
     rows.sort(key=lambda r: r[0])
     records = [change_record(cfg, table, row, int(t.timestamp() * 1000), lsn)
                for lsn, (t, table, row) in enumerate(rows, start=10_000_000)]

@@ -203,11 +203,11 @@ def group_summary(rows: list[Scored]) -> dict[str, Any]:
     return out
 
 
-def headroom(rows: list[Scored]) -> dict[str, Any] | None:
+def headroom(rows: list[Scored], parts: tuple[str, ...] = PurchaseTruth._fields) -> dict[str, Any] | None:
     """How much there is to learn: quality of the generator's own purchase probability (no model
-    can do better on these labels), and of the offline model told one true part of the purchase
-    logit (``personal``: the most any per-customer bias could add; ``fit``: the taste match;
-    ``engagement``), each fitted on the rows themselves.
+    can do better on these labels), and of the offline model told each of ``parts`` of the true
+    purchase logit (``personal``: the most any per-customer bias could add; ``fit``: the taste
+    match; ``engagement``), each fitted on the rows themselves.
 
     >>> t = PurchaseTruth(0.0, 0.0, 0.0)
     >>> rows = [Scored(i, 1, 0, 0, "p", 0.5, p_offline=0.5, label=i % 2, truth=t) for i in range(4)]
@@ -225,7 +225,7 @@ def headroom(rows: list[Scored]) -> dict[str, Any] | None:
     off = np.clip(np.asarray([r.p_offline for r in rows]), 1e-6, 1 - 1e-6)
     out = {"auc_generator": round(float(roc_auc_score(y, z)), 4),
            "logloss_generator": round(float(log_loss(y, p, labels=[0, 1])), 4)}
-    for part in PurchaseTruth._fields:
+    for part in parts:
         both = np.column_stack([np.log(off / (1 - off)), [getattr(r.truth, part) for r in rows]])
         told = LogisticRegression(C=1e4).fit(both, y).decision_function(both)
         out[f"auc_offline_with_true_{part}"] = round(float(roc_auc_score(y, told)), 4)
@@ -240,7 +240,7 @@ def summarize(ev: Evaluation) -> dict[str, Any]:
     for lo, hi in WARMUP_BUCKETS:
         bucket = [r for r in rows if lo <= r.labels_before <= hi]
         if len(bucket) >= 30:
-            gen = headroom(bucket)
+            gen = headroom(bucket, parts=())  # the ceiling only: no fits per bucket
             curve.append({"labels_before": [lo, hi], **group_summary(bucket),
                           "auc_generator": gen and gen["auc_generator"],
                           "logloss_generator": gen and gen["logloss_generator"]})
