@@ -118,6 +118,25 @@ def _collect_scores(cfg: Config, want: Callable[[dict[str, dict[str, Any]]], boo
     return seen
 
 
+def _label_times(cfg: Config, want: int, timeout_s: float, job: Any = None) -> list[int]:
+    """Broker timestamps of the label records (one per interaction once its label resolved),
+    until ``want`` are there or ``timeout_s`` passes (then whatever arrived)."""
+    consumer = _consumer(cfg, cfg.kafka.labels_topic)
+    seen: dict[str, int] = {}
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(seen) < want and time.monotonic() < deadline:
+            if job is not None and job.poll() is not None:
+                break
+            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+                if msg.error() or msg.value() is None:
+                    continue
+                seen.setdefault(json.loads(msg.value())["event_id"], msg.timestamp()[1])
+    finally:
+        consumer.close()
+    return sorted(seen.values())
+
+
 def _checkpoints(flink_log_dir: Path) -> dict[str, Any]:
     sizes, durations = [], []
     pattern = re.compile(r"Completed checkpoint \d+ for job \w+ \((\d+) bytes, .*?(?:completedCheckpointDuration|checkpointDuration)=(\d+) ms")
@@ -140,7 +159,8 @@ def _job_env(cfg: Config, run_dir: Path, mode: str | None = None) -> dict[str, s
     env = {**os.environ, "LIVEFIT_STACK__RUN_DIR": str(run_dir),
            "LIVEFIT_JOB__PARALLELISM": str(cfg.job.parallelism),
            "LIVEFIT_JOB__CHECKPOINT_INTERVAL_MS": str(cfg.job.checkpoint_interval_ms),
-           "LIVEFIT_KAFKA__SCORES_TOPIC": cfg.kafka.scores_topic}
+           "LIVEFIT_KAFKA__SCORES_TOPIC": cfg.kafka.scores_topic,
+           "LIVEFIT_KAFKA__LABELS_TOPIC": cfg.kafka.labels_topic}
     if mode:
         env["LIVEFIT_FLINK__PYTHON_EXECUTION_MODE"] = mode
     return env
@@ -172,11 +192,12 @@ def _run_job(cfg: Config, run_dir: Path, interactions: int, mode: str,
     """The job in one Python execution mode over the preloaded topics, into its own score topic."""
     from livefit.cli import start_job
 
-    base_topic = cfg.kafka.scores_topic
+    base_topic, base_labels = cfg.kafka.scores_topic, cfg.kafka.labels_topic
     cfg.kafka.scores_topic = f"{base_topic}.bench-{mode}"
+    cfg.kafka.labels_topic = f"{base_labels}.bench-{mode}"
     job = sampler = None
     try:
-        ensure_topics(cfg.kafka, [cfg.kafka.scores_topic])
+        ensure_topics(cfg.kafka, [cfg.kafka.scores_topic, cfg.kafka.labels_topic])
         t_submit = time.time()
         job = start_job(cfg, run_dir / "logs" / "job.log", env=_job_env(cfg, run_dir, mode))
         sampler = ProcessTreeSampler(job.pid)
@@ -185,16 +206,25 @@ def _run_job(cfg: Config, run_dir: Path, interactions: int, mode: str,
         ts = sorted(v["broker_ts"] for v in scores.values())
         span = (ts[-1] - ts[0]) / 1000
         eps = interactions / span if span > 0 else float("nan")
-        time.sleep(max(0.0, cfg.job.checkpoint_interval_ms / 1000 * 1.5))  # one more checkpoint
         say(f"job, python {mode} mode: {eps:,.0f} interactions/s over {span:.1f}s "
             f"(first score {ts[0] / 1000 - t_submit:.0f}s after start)")
+        # The whole path ends when the last label has been learned: on a preloaded backlog the
+        # watermark trails the reading, so most labels resolve after the last score.
+        labels = _label_times(cfg, interactions, timeout_s=600, job=job)
+        learned_span = (labels[-1] - ts[0]) / 1000 if labels else float("nan")
+        learned_eps = len(labels) / learned_span if labels and learned_span > 0 else float("nan")
+        say(f"job, python {mode} mode: {len(labels):,} labels learned, the last {learned_span:.1f}s "
+            f"after the first score: {learned_eps:,.0f} interactions/s scored and learned from")
+        time.sleep(max(0.0, cfg.job.checkpoint_interval_ms / 1000 * 1.5))  # one more checkpoint
     finally:
         if sampler is not None:
             sampler.stop.set()
         if job is not None:
             stop_pid(job.pid, timeout_s=30)
-        cfg.kafka.scores_topic = base_topic
+        cfg.kafka.scores_topic, cfg.kafka.labels_topic = base_topic, base_labels
     return {"eps": round(eps, 1), "seconds": round(span, 1),
+            "learned_eps": round(learned_eps, 1), "learned_seconds": round(learned_span, 1),
+            "labels": len(labels),
             "memory_peak": sampler.peak if sampler else {},
             "checkpoints": _checkpoints(run_dir / "logs" / "flink")}
 
@@ -232,6 +262,7 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
     return {
         "events": len(workload.records), "interactions": workload.interactions,
         "job_eps": job["eps"], "job_seconds": job["seconds"], "job_mode": headline,
+        "job_learned_eps": job["learned_eps"], "job_learned_seconds": job["learned_seconds"],
         "job_by_mode": runs,
         "limit_eps": limit["eps"], "naive_eps": naive["eps"],
         "ratio_job_limit": round(job["eps"] / limit["eps"], 4),
@@ -515,6 +546,8 @@ def run(quick: bool, events: int | None = None, out_dir: Path = RESULTS,
         "bundle_size": f.bundle_size, "bundle_time_ms": f.bundle_time_ms,
         "bundle_applies_to": "process mode",
         "python_state_cache_size": f.python_state_cache_size, "state_backend": f.state_backend,
+        "shards": cfg.job.shards, "micro_batch_records": f.micro_batch_records,
+        "micro_batch_ms": f.micro_batch_ms,
         "checkpoint_interval_ms": cfg.job.checkpoint_interval_ms, "quick": quick,
     }
     result["machine"] = _machine()
@@ -554,6 +587,7 @@ def print_table(r: dict[str, Any]) -> None:
         (f"job throughput, {r['job_mode']} mode (interactions/s)", f"{r['job_eps']:,.0f}"),
         *((f"  job throughput, {m} mode (interactions/s)", f"{v['eps']:,.0f}")
           for m, v in r.get("job_by_mode", {}).items() if m != r["job_mode"]),
+        ("job, first score to last label learned (interactions/s)", f"{r.get('job_learned_eps', float('nan')):,.0f}"),
         ("in-process limit (interactions/s)", f"{r['limit_eps']:,.0f}"),
         ("naive: sklearn per event (interactions/s)", f"{r['naive_eps']:,.0f}"),
         ("job / limit", f"{r['ratio_job_limit']:.3f}"),

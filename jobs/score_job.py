@@ -1,7 +1,7 @@
 """livefit scoring job (PyFlink DataStream API).
 
-    CDC + control topics --> cdc-source --+--> customer-changes --> key-by-customer (JVM) --+
-                                          |                                                 v
+    CDC + control topics --> cdc-source --+--> customer-changes --> shard-by-customer --> micro-batch (JVM) --+
+                                          |                                                                  v
                                           +--> product-changes --> parse-broadcast --> score-and-learn
                                                  (products, control)    |  broadcast state  |  parse, score, learn
                                                                         v                   v
@@ -10,8 +10,11 @@
                  resolved labels, keyed by segment (JVM) --> learn-segment-drift ---------+    .metrics / .deadletter, and
                  (split off score-and-learn's output)        (drift corrections)                livefit.control: read back above)
 
-Customer changes are keyed in the JVM (CustomerKeyAssigner.java) and parsed once, inside the
-keyed operator: one Python stage per event, no pickled event crossing a shuffle.
+Customer changes are sharded in the JVM (CustomerKeyAssigner.java: customer id mod job.shards)
+and handed to Python in micro-batches per shard (MicroBatcher.java), parsed once inside the
+keyed operator: one Python stage, no pickled event crossing a shuffle, and PyFlink's fixed cost
+per element paid per batch. Each customer's state is an entry of its shard's map state; a
+shard's labels and expiries fall due through one event-time timer (udfs.batch).
 
 Runs unchanged locally (``python jobs/score_job.py``) and under ``flink run -py``. The logic lives
 in ``udfs/``; this file only wires operators, state, timers, metrics and connectors.
@@ -59,6 +62,16 @@ from livefit.checkpoints import latest_restore_point
 from livefit.config import Config, load_config
 from livefit.jars import job_jars
 from models.registry import ModelError
+from udfs.batch import (
+    RawRecord,
+    add_customers,
+    add_due,
+    decode_batch,
+    decode_customers,
+    due_until,
+    round_due,
+    shard_of,
+)
 from udfs.control import ModelChoice, parse_control
 from udfs.customer import CustomerLogic, CustomerState, Outcome, ScoringParams, decode_state, encode_state
 from udfs.drift import DriftCorrection, SegmentDrift, decay_for
@@ -169,7 +182,7 @@ def _subtask_index(runtime_context: RuntimeContext) -> int:
 
 def _key_of(ctx: Any) -> int:
     key = ctx.get_current_key()
-    return int(key[0] if isinstance(key, Row) else key)  # keyed by Row(customer id) (see build)
+    return int(key[0] if isinstance(key, Row) else key)  # keyed by Row(shard) (see build)
 
 
 class ScoreAndLearn(KeyedBroadcastProcessFunction):
@@ -178,7 +191,8 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
 
     def __init__(self, model_dir: str, model_name: str, model_version: int, anomaly_name: str,
                  params: ScoringParams, topics: dict[str, str],
-                 quality_window: int, metrics_every: int):
+                 quality_window: int, metrics_every: int, shards: int):
+        self.shards = shards
         self.model_dir = model_dir
         self.model_name = model_name
         self.model_version = model_version
@@ -200,8 +214,13 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         # bytes: PyFlink's thread mode turns a BYTE array state into a tuple of ints, while
         # pickling a bytes object is a copy; and a pickled CustomerState written by an older job
         # still restores (decode_state accepts it).
-        self.state = runtime_context.get_state(
-            ValueStateDescriptor("customer", Types.PICKLED_BYTE_ARRAY()))
+        # Keyed by shard: each customer's state is an entry of the shard's map; "due" and
+        # "schedule" say which customers have labels or an expiry due when (udfs.batch).
+        self.states = runtime_context.get_map_state(
+            MapStateDescriptor("customers", Types.LONG(), Types.PICKLED_BYTE_ARRAY()))
+        self.due = runtime_context.get_map_state(
+            MapStateDescriptor("due", Types.LONG(), Types.PICKLED_BYTE_ARRAY()))
+        self.schedule = runtime_context.get_state(ValueStateDescriptor("schedule", Types.PICKLED_BYTE_ARRAY()))
         self.logic = CustomerLogic.for_serving(self.model_dir, self.model_name, self.model_version,
                                                self.anomaly_name, self.params, warn=log.warning)
         model = self.logic.model
@@ -296,34 +315,16 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         log.warning("model swapped: %s v%d -> v%d", model.name, current.version, model.version)
         return True
 
-    def _parse(self, raw: Row, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> ChangeEvent | DeadLetter | None:
-        """The raw record as a change of this key's customer, a dead letter, or None (tombstone)."""
-        rec = parse_record(raw[0], raw[1], raw[2], raw[3], raw[4], raw[5])
-        if isinstance(rec, Tombstone):
-            self.tombstones.inc()  # handled: the delete before it carried the row
-            return None
-        if isinstance(rec, ChangeEvent) and rec.customer_id != _key_of(ctx):
-            # The JVM-side key (CustomerKeyAssigner.java) follows the parser's rules; if they
-            # ever disagree the event must not touch another customer's state.
-            why = (f"a change of table {rec.table!r} on customer topic {raw[0]!r}"
-                   if rec.customer_id is None else
-                   f"routed as customer {_key_of(ctx)} but belongs to customer {rec.customer_id}")
-            return DeadLetter(why, raw[0], raw[1], raw[2], raw[4], raw[5])
-        return rec
-
-    def process_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):
-        rec = self._parse(value, ctx)
-        if rec is None:
-            return
-        if isinstance(rec, DeadLetter):
+    def process_element(self, value: bytes, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):
+        """One micro-batch: the raw changes of this shard's customers, in arrival order."""
+        shard = _key_of(ctx)
+        try:
+            batch = decode_batch(value)
+        except ValueError as exc:  # a framing bug, not bad input: keep the bytes, say where
             self.dead.inc()
-            yield _dead_letter_row(self.deadletter_topic, rec)
+            yield _dead_letter_row(self.deadletter_topic, DeadLetter(
+                f"micro-batch of shard {shard} unreadable: {exc}", "", -1, -1, None, value))
             return
-        self.parsed.inc()
-        yield from self._score(rec, value, ctx)
-
-    def _score(self, value: ChangeEvent, raw: Row,
-               ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> Iterable[Row]:
         if not self.restored_checked:  # after a restore: the model chosen and drift learned before it
             self.restored_checked = True
             chosen = ctx.get_broadcast_state(MODEL_CHOICE).get("current")
@@ -331,15 +332,51 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                 self._use_model(chosen)
             for segment, correction in ctx.get_broadcast_state(DRIFT).items():
                 self.logic.drift[segment] = correction.offset
+        watermark = ctx.timer_service().current_watermark()
+        due: dict[int, list[int]] = {}  # due time -> customers, registered once per batch
+        parsed = 0
+        for raw in batch:
+            rec = parse_record(*raw)
+            if isinstance(rec, Tombstone):
+                self.tombstones.inc()  # handled: the delete before it carried the row
+                continue
+            if isinstance(rec, ChangeEvent) and (rec.customer_id is None
+                                                 or shard_of(rec.customer_id, self.shards) != shard):
+                # The JVM-side shard (CustomerKeyAssigner.java) follows the parser's rules; if
+                # they ever disagree the event must not touch another shard's state.
+                why = (f"a change of table {rec.table!r} on customer topic {raw[0]!r}"
+                       if rec.customer_id is None else
+                       f"routed to shard {shard} but customer {rec.customer_id} belongs to shard "
+                       f"{shard_of(rec.customer_id, self.shards)}")
+                rec = DeadLetter(why, raw[0], raw[1], raw[2], raw[4], raw[5])
+            if isinstance(rec, DeadLetter):
+                self.dead.inc()
+                yield _dead_letter_row(self.deadletter_topic, rec)
+                continue
+            parsed += 1
+            yield from self._score(rec, raw, ctx, watermark, due)
+        if parsed:
+            self.parsed.inc(parsed)
+        if due:
+            timers = ctx.timer_service()
+            for t, customers in due.items():
+                self.due.put(t, add_customers(self.due.get(t), customers))
+                timers.register_event_time_timer(t)
+            self.schedule.update(add_due(self.schedule.value(), list(due)))
+
+    def _score(self, value: ChangeEvent, raw: RawRecord,
+               ctx: KeyedBroadcastProcessFunction.ReadOnlyContext, watermark: int,
+               due: dict[int, list[int]]) -> Iterable[Row]:
+        cid = value.customer_id
+        assert cid is not None  # process_element dead-letters changes without a customer
         try:
             pid = value.product_id
             product = self._product(pid, ctx) if pid is not None else None
             if pid is not None and product is None and value.table != "customers":
                 self.unknown_products.inc()
-            blob = self.state.value()
+            blob = self.states.get(cid)
             state = CustomerState() if blob is None else decode_state(blob)
-            outcome = self.logic.on_event(
-                state, value, product, watermark_ms=ctx.timer_service().current_watermark())
+            outcome = self.logic.on_event(state, value, product, watermark_ms=watermark)
         except Exception as exc:  # one bad event must not stop the job: dead-letter it, as read
             self.dead.inc()
             dl = DeadLetter(f"scoring failed: {type(exc).__name__}: {exc}"[:500],
@@ -350,15 +387,15 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             self.duplicates.inc()
             return
         if outcome.clear_state:
-            self.state.clear()
+            self.states.remove(cid)
             if blob is not None:
                 self.customers.dec()
         else:
-            self.state.update(encode_state(state))
+            self.states.put(cid, encode_state(state))
             if blob is None:
                 self.customers.inc()
         for ts in outcome.timers:
-            ctx.timer_service().register_event_time_timer(ts)
+            due.setdefault(round_due(ts), []).append(cid)
         yield from self._emit(outcome)
 
     def _product(self, pid: int, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> Product | None:
@@ -390,18 +427,35 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             self.products[pid] = product
 
     def on_timer(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext):
-        blob = self.state.value()
-        if blob is None:
-            return
-        state = decode_state(blob)
-        outcome = self.logic.on_timer(state, timestamp)
-        if outcome.clear_state:
-            self.state.clear()
-            self.customers.dec()
-            self.customers_expired.inc()
-        elif outcome.learned:
-            self.state.update(encode_state(state))
-        yield from self._emit(outcome)
+        """Everything of this shard the watermark has passed: labels whose horizon is over (as
+        negatives) and customers past the inactivity TTL. One call resolves every due time up
+        to the watermark, and deletes the timers of the later ones it took care of."""
+        timers = ctx.timer_service()
+        times, rest = due_until(self.schedule.value(), max(timestamp, timers.current_watermark()))
+        if rest:
+            self.schedule.update(rest)
+        else:
+            self.schedule.clear()
+        latest: dict[int, int] = {}  # customer -> the latest of their due times handled here
+        for t in times:
+            for cid in decode_customers(self.due.get(t)):
+                latest[cid] = t
+            self.due.remove(t)
+            if t != timestamp:
+                timers.delete_event_time_timer(t)
+        for cid, t in sorted(latest.items(), key=lambda item: item[1]):
+            blob = self.states.get(cid)
+            if blob is None:
+                continue  # forgotten since (deleted or expired)
+            state = decode_state(blob)
+            outcome = self.logic.on_timer(state, t)
+            if outcome.clear_state:
+                self.states.remove(cid)
+                self.customers.dec()
+                self.customers_expired.inc()
+            elif outcome.learned:
+                self.states.put(cid, encode_state(state))
+            yield from self._emit(outcome)
 
 
 class LearnSegmentDrift(KeyedProcessFunction):
@@ -493,11 +547,16 @@ def _by_topic(stream: DataStream, topics: list[str], keep: bool, name: str) -> D
 
 
 def _keyed_in_jvm(stream: DataStream, j_key_assigner: Any, key_type: Any, value_type: Any,
-                  name: str) -> KeyedStream:
+                  name: str, micro_batch: tuple[int, int] | None = None) -> KeyedStream:
     """``stream`` keyed by a JVM map to Row(key, value), the shape PyFlink's key_by builds (see
     its DataStream.key_by), so the value reaches the keyed Python operator without a Python
-    key-by stage in front of it."""
+    key-by stage in front of it. With ``micro_batch`` (max records, max ms) the values of each
+    key are first collected into batches (MicroBatcher.java), still in the JVM."""
     with_key = DataStream(stream._j_data_stream.map(j_key_assigner)).name(name).uid(name)
+    if micro_batch is not None:
+        jvm = get_gateway().jvm
+        batched = jvm.livefit.flink.MicroBatcher.apply(with_key._j_data_stream, *micro_batch)
+        with_key = DataStream(batched).name("micro-batch").uid("micro-batch")
     j_keyed = with_key._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(),
                                             Types.ROW([key_type]).get_java_type_info())
     return KeyedStream(j_keyed, value_type, with_key)
@@ -515,10 +574,12 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
                                  output_type=Types.PICKLED_BYTE_ARRAY())
                         .name("parse-broadcast").uid("parse-broadcast"))
     products = broadcast_inputs.broadcast(PRODUCTS, MODEL_CHOICE)
-    # Customer changes: keyed in the JVM, so the raw bytes go straight to the keyed Python operator.
+    # Customer changes: sharded and micro-batched in the JVM, so the raw bytes of many changes
+    # go to the keyed Python operator as one element.
     customers = _keyed_in_jvm(_by_topic(raw, to_broadcast, False, "customer-changes"),
-                              jvm.livefit.flink.CustomerKeyAssigner(), Types.LONG(), RAW_RECORD,
-                              "key-by-customer")
+                              jvm.livefit.flink.CustomerKeyAssigner(j.shards), Types.LONG(),
+                              Types.PRIMITIVE_ARRAY(Types.BYTE()), "shard-by-customer",
+                              micro_batch=(cfg.flink.micro_batch_records, cfg.flink.micro_batch_ms))
     params = j.scoring_params()
     scores = (customers
               .connect(products)
@@ -526,9 +587,11 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
                                      j.anomaly_model_name, params,
                                      {"scores": k.scores_topic, "deadletter": k.deadletter_topic,
                                       "labels": k.labels_topic, "metrics": k.metrics_topic},
-                                     j.quality_window_labels, j.metrics_every_labels),
+                                     j.quality_window_labels, j.metrics_every_labels, j.shards),
                       output_type=KAFKA_OUT)
-              .name("score-and-learn").uid("score-and-learn"))
+              # A new uid with the sharded state layout: a savepoint of the per-customer layout
+              # fails to restore loudly instead of starting every customer afresh.
+              .name("score-and-learn").uid("score-and-learn-sharded"))
     outputs = scores.union(broadcast_inputs.get_side_output(DEAD_LETTERS))
     if j.drift_publish_every_labels > 0:
         by_segment = _keyed_in_jvm(_by_topic(scores, [k.labels_topic], True, "segment-labels"),

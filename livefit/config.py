@@ -98,6 +98,10 @@ class StackConfig:
 @dataclass
 class JobConfig:
     parallelism: int = 1
+    # Customers are spread over this many shards (customer id mod shards), the keys of the
+    # scoring operator: each shard's changes reach Python in micro-batches. It bounds the useful
+    # parallelism and is fixed for the life of the job's state (like Flink's max parallelism).
+    shards: int = 16
     checkpoint_interval_ms: int = 10_000
     # An interaction is a positive example if the customer orders that product within this many
     # seconds of event time after it; a negative one when the horizon passes without an order.
@@ -173,6 +177,11 @@ class FlinkConfig:
     # How long a network buffer between operators may wait to fill before it is sent (Flink's
     # buffer timeout, 100 ms by default): each exchange in the job adds up to this much latency.
     buffer_timeout_ms: int = 100
+    # Customer changes reach Python in micro-batches of at most this many records or this many
+    # ms (and never across a watermark or a checkpoint barrier): each element entering Python
+    # has a fixed cost that a batch pays once (MicroBatcher.java).
+    micro_batch_records: int = 1000
+    micro_batch_ms: int = 20
 
 
 @dataclass

@@ -79,3 +79,35 @@ def test_label_records_are_keyed_by_their_segment_in_the_jvm(java_customer_id):
     for unreadable in (None, b"not json", b"[1]", orjson.dumps({**label, "segment": None})):
         assert key(by_segment, unreadable) == "", unreadable
     assert key(jvm.livefit.flink.RecordKeyAssigner(), orjson.dumps(label)) == "42"
+
+
+def test_jvm_shards_match_the_python_shards(java_customer_id):
+    from pyflink.java_gateway import get_gateway
+
+    from udfs.batch import shard_of
+
+    assigner = get_gateway().jvm.livefit.flink.CustomerKeyAssigner
+    for customer in (0, 1, 15, 16, 1001, -1, -(2**63), 2**63 - 1):
+        for shards in (1, 7, 16, 32):
+            assert int(assigner.shardOf(customer, shards)) == shard_of(customer, shards), (customer, shards)
+
+
+def test_python_decodes_the_batches_the_jvm_encodes(java_customer_id):
+    """MicroBatcher.encode (the JVM) and udfs.batch.decode_batch (Python) agree on every field,
+    including null keys and values (tombstones) and non-ASCII topics."""
+    from pyflink.java_gateway import get_gateway
+
+    from udfs.batch import decode_batch
+
+    gateway = get_gateway()
+    jvm = gateway.jvm
+    records = [("shop.public.orders", 0, 2**40, 1795318293200, b'{"id":1}', b'{"op":"c"}'),
+               ("shop.public.orders", 3, 0, -1, None, None),
+               ("t\u00f6pic", 2**31 - 1, 2**63 - 1, -(2**63), b"", bytes(range(256)))]
+    rows = jvm.java.util.ArrayList()
+    for record in records:
+        fields = gateway.new_array(jvm.Object, 6)
+        for i, value in enumerate(record):
+            fields[i] = value
+        rows.add(jvm.org.apache.flink.types.Row.of(fields))
+    assert decode_batch(bytes(jvm.livefit.flink.MicroBatcher.encode(rows))) == records

@@ -1,0 +1,118 @@
+"""Micro-batches of raw records, customer shards and the shard's label schedule: the plain-Python
+side of how the job hands many customers' changes to Python at once.
+
+The scoring operator is keyed by *shard* (``shard_of(customer id)``), not by customer: the JVM
+(``jobs/java/.../MicroBatcher.java``) collects each shard's raw records for a few milliseconds
+and passes them as one element, so PyFlink's fixed cost per element is paid once per batch.
+Each customer's state is an entry of its shard's map state, and each shard keeps a schedule of
+when its customers' labels and expiries fall due, so a single event-time timer can resolve all
+of them that the watermark has passed.
+
+>>> blob = encode_batch([("shop.public.orders", 0, 7, 1795318293200, b'{"id":1}', b"{}"),
+...                      ("shop.public.orders", 0, 8, 1795318293201, None, None)])
+>>> [(r[0], r[2], r[4], r[5]) for r in decode_batch(blob)]
+[('shop.public.orders', 7, b'{"id":1}', b'{}'), ('shop.public.orders', 8, None, None)]
+>>> shard_of(1001, 32), shard_of(-(2**63), 32)
+(9, 0)
+>>> s = add_due(b"", [5_000, 1_000, 5_000])
+>>> due, rest = due_until(s, 4_999)
+>>> decode_schedule(s), due, decode_schedule(rest)
+([1000, 5000], [1000], [5000])
+"""
+
+from __future__ import annotations
+
+import struct
+from array import array
+from bisect import bisect_right
+
+# (topic, partition, offset, timestamp, key, value): RawRecordDeserializer.java's row
+RawRecord = tuple[str, int, int, int, bytes | None, bytes | None]
+
+_TOPIC_LEN = struct.Struct(">H")
+_COORDS = struct.Struct(">iqq")
+_LEN = struct.Struct(">i")
+
+# Label deadlines are rounded up to this much event time in a shard's schedule: in real time,
+# the labels of one second resolve together, in one timer call per shard.
+DUE_GRANULARITY_MS = 1_000
+
+
+def decode_batch(blob: bytes) -> list[RawRecord]:
+    """The raw records in MicroBatcher.encode's framing; a truncated batch raises ValueError."""
+    out: list[RawRecord] = []
+    view = memoryview(blob)
+    pos, end = 0, len(blob)
+    try:
+        while pos < end:
+            (n,) = _TOPIC_LEN.unpack_from(view, pos)
+            topic = str(view[pos + 2:pos + 2 + n], "utf-8")
+            pos += 2 + n
+            partition, offset, ts = _COORDS.unpack_from(view, pos)
+            pos += _COORDS.size
+            fields: list[bytes | None] = []
+            for _ in range(2):
+                (n,) = _LEN.unpack_from(view, pos)
+                pos += 4
+                if n < 0:
+                    fields.append(None)
+                else:
+                    if pos + n > end:
+                        raise ValueError("field runs past the end")
+                    fields.append(bytes(view[pos:pos + n]))
+                    pos += n
+            out.append((topic, partition, offset, ts, fields[0], fields[1]))
+    except struct.error as exc:
+        raise ValueError(f"truncated micro-batch at byte {pos} of {end}: {exc}") from exc
+    return out
+
+
+def encode_batch(records: list[RawRecord]) -> bytes:
+    """What MicroBatcher.encode writes (tests and tools; the job's batches come from the JVM)."""
+    parts: list[bytes] = []
+    for topic, partition, offset, ts, key, value in records:
+        t = topic.encode()
+        parts += [_TOPIC_LEN.pack(len(t)), t, _COORDS.pack(partition, offset, ts)]
+        for field in (key, value):
+            parts.append(_LEN.pack(-1) if field is None else _LEN.pack(len(field)) + field)
+    return b"".join(parts)
+
+
+def shard_of(customer_id: int, shards: int) -> int:
+    """The shard a customer's changes and state belong to (CustomerKeyAssigner.shardOf)."""
+    return customer_id % shards  # Python's % is a floor modulo, like Math.floorMod
+
+
+def round_due(ts_ms: int) -> int:
+    """A label deadline as the schedule keeps it: rounded up (never resolved early)."""
+    return -(-ts_ms // DUE_GRANULARITY_MS) * DUE_GRANULARITY_MS
+
+
+# A shard's schedule: the distinct times at which some of its customers have something due,
+# sorted, as int64s in one bytes value (small: labels are due within the horizon, expiries on
+# the hour).
+
+def decode_schedule(blob: bytes | None) -> list[int]:
+    return array("q", blob).tolist() if blob else []
+
+
+def add_due(blob: bytes | None, times: list[int]) -> bytes:
+    """The schedule with ``times`` added (duplicates kept once)."""
+    return array("q", sorted(set(decode_schedule(blob)).union(times))).tobytes()
+
+
+def due_until(blob: bytes | None, until_ms: int) -> tuple[list[int], bytes]:
+    """(the times <= ``until_ms``, the schedule without them)."""
+    times = decode_schedule(blob)
+    cut = bisect_right(times, until_ms)
+    return times[:cut], array("q", times[cut:]).tobytes()
+
+
+def add_customers(blob: bytes | None, customer_ids: list[int]) -> bytes:
+    """The customers due at one time, with ``customer_ids`` appended (int64s in one bytes value)."""
+    return (blob or b"") + array("q", customer_ids).tobytes()
+
+
+def decode_customers(blob: bytes | None) -> list[int]:
+    """The customers due at one time, each once, in the order they were added."""
+    return list(dict.fromkeys(array("q", blob).tolist())) if blob else []
