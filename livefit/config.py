@@ -179,9 +179,10 @@ class FlinkConfig:
     buffer_timeout_ms: int = 100
     # Customer changes reach Python in micro-batches of at most this many records or this many
     # ms (and never across a watermark or a checkpoint barrier): each element entering Python
-    # has a fixed cost that a batch pays once (MicroBatcher.java).
+    # has a fixed cost that a batch pays once (MicroBatcher.java). 5 ms, not 20: job-only p99 at
+    # 1,000 events/s measured 188-197 ms vs 210-382 ms, throughput the same (2,145 vs 2,161/s).
     micro_batch_records: int = 1000
-    micro_batch_ms: int = 20
+    micro_batch_ms: int = 5
 
 
 @dataclass
