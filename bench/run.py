@@ -93,48 +93,56 @@ def _consumer(cfg: Config, topic: str) -> Consumer:
     return c
 
 
-def _collect_scores(cfg: Config, want: Callable[[dict[str, dict[str, Any]]], bool], timeout_s: float,
-                    job: Any = None) -> dict[str, dict[str, Any]]:
-    """event_id -> {"broker_ts", "commit_ts"} of every score record, until ``want`` says done."""
-    consumer = _consumer(cfg, cfg.kafka.scores_topic)
-    seen: dict[str, dict[str, Any]] = {}
+def _collect(cfg: Config, topic: str, entry: Callable[[Any, dict[str, Any]], Any],
+             want: Callable[[dict[str, Any]], bool], timeout_s: float, job: Any = None,
+             what: str = "records", partial: bool = False) -> dict[str, Any]:
+    """event_id -> ``entry(message, record)`` (None: skip) of ``topic``'s records, first one
+    wins, until ``want`` says done. A timeout or the job exiting raises, or with ``partial``
+    ends the read with what arrived."""
+    consumer = _consumer(cfg, topic)
+    seen: dict[str, Any] = {}
     deadline = time.monotonic() + timeout_s
     try:
         while not want(seen):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"only {len(seen)} scores after {timeout_s:.0f}s")
+                if partial:
+                    break
+                raise TimeoutError(f"only {len(seen)} {what} after {timeout_s:.0f}s")
             if job is not None and job.poll() is not None:
+                if partial:
+                    break
                 raise RuntimeError(f"the job exited ({job.returncode})")
             for msg in consumer.consume(num_messages=10_000, timeout=0.5):
                 if msg.error() or msg.value() is None:
                     continue
                 r = json.loads(msg.value())
-                if r.get("kind") != "interaction":
-                    continue  # order anomaly scores: measured as part of the work, counted apart
-                seen.setdefault(r["event_id"], {"broker_ts": msg.timestamp()[1], "commit_ts": r["commit_ts"],
-                                                "snapshot": r["snapshot"], "interaction_id": r["interaction_id"]})
+                item = entry(msg, r)
+                if item is not None:
+                    seen.setdefault(r["event_id"], item)
     finally:
         consumer.close()
     return seen
 
 
+def _score_entry(msg: Any, r: dict[str, Any]) -> dict[str, Any] | None:
+    if r.get("kind") != "interaction":
+        return None  # order anomaly scores: measured as part of the work, counted apart
+    return {"broker_ts": msg.timestamp()[1], "commit_ts": r["commit_ts"],
+            "snapshot": r["snapshot"], "interaction_id": r["interaction_id"]}
+
+
+def _collect_scores(cfg: Config, want: Callable[[dict[str, dict[str, Any]]], bool], timeout_s: float,
+                    job: Any = None) -> dict[str, dict[str, Any]]:
+    """event_id -> {"broker_ts", "commit_ts", ...} of every interaction score, until ``want`` says done."""
+    return _collect(cfg, cfg.kafka.scores_topic, _score_entry, want, timeout_s, job, "scores")
+
+
 def _label_times(cfg: Config, want: int, timeout_s: float, job: Any = None) -> list[int]:
     """Broker timestamps of the label records (one per interaction once its label resolved),
     until ``want`` are there or ``timeout_s`` passes (then whatever arrived)."""
-    consumer = _consumer(cfg, cfg.kafka.labels_topic)
-    seen: dict[str, int] = {}
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(seen) < want and time.monotonic() < deadline:
-            if job is not None and job.poll() is not None:
-                break
-            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
-                if msg.error() or msg.value() is None:
-                    continue
-                seen.setdefault(json.loads(msg.value())["event_id"], msg.timestamp()[1])
-    finally:
-        consumer.close()
-    return sorted(seen.values())
+    labels = _collect(cfg, cfg.kafka.labels_topic, lambda msg, r: msg.timestamp()[1],
+                      lambda seen: len(seen) >= want, timeout_s, job, "labels", partial=True)
+    return sorted(labels.values())
 
 
 def _checkpoints(flink_log_dir: Path) -> dict[str, Any]:

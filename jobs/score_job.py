@@ -214,8 +214,10 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         # bytes: PyFlink's thread mode turns a BYTE array state into a tuple of ints, while
         # pickling a bytes object is a copy; and a pickled CustomerState written by an older job
         # still restores (decode_state accepts it).
-        # Keyed by shard: each customer's state is an entry of the shard's map; "due" and
-        # "schedule" say which customers have labels or an expiry due when (udfs.batch).
+        # Keyed by shard: each customer's state is an entry of the shard's map; "due" says which
+        # customers have labels or an expiry due when (udfs.batch). "schedule" is due's keys,
+        # sorted, kept apart so a timer finds every time the watermark passed without scanning
+        # the map (one JVM call per entry).
         self.states = runtime_context.get_map_state(
             MapStateDescriptor("customers", Types.LONG(), Types.PICKLED_BYTE_ARRAY()))
         self.due = runtime_context.get_map_state(

@@ -14,14 +14,20 @@ from udfs.envelope import ChangeEvent, parse_record
 
 
 @pytest.fixture(scope="module")
-def java_customer_id() -> Any:
+def jvm() -> Any:
+    """The py4j JVM view, with livefit's adapter classes loaded."""
     from pyflink.java_gateway import get_gateway
     from pyflink.util.java_utils import add_jars_to_context_class_loader
 
     from livefit.jars import job_jars
 
     add_jars_to_context_class_loader([p.as_uri() for p in job_jars()])
-    assigner = get_gateway().jvm.livefit.flink.CustomerKeyAssigner
+    return get_gateway().jvm
+
+
+@pytest.fixture(scope="module")
+def java_customer_id(jvm) -> Any:
+    assigner = jvm.livefit.flink.CustomerKeyAssigner
     return lambda topic, value: int(assigner.customerId(topic, value))
 
 
@@ -81,18 +87,16 @@ def test_label_records_are_keyed_by_their_segment_in_the_jvm(java_customer_id):
     assert key(jvm.livefit.flink.RecordKeyAssigner(), orjson.dumps(label)) == "42"
 
 
-def test_jvm_shards_match_the_python_shards(java_customer_id):
-    from pyflink.java_gateway import get_gateway
-
+def test_jvm_shards_match_the_python_shards(jvm):
     from udfs.batch import shard_of
 
-    assigner = get_gateway().jvm.livefit.flink.CustomerKeyAssigner
+    assigner = jvm.livefit.flink.CustomerKeyAssigner
     for customer in (0, 1, 15, 16, 1001, -1, -(2**63), 2**63 - 1):
         for shards in (1, 7, 16, 32):
             assert int(assigner.shardOf(customer, shards)) == shard_of(customer, shards), (customer, shards)
 
 
-def test_python_decodes_the_batches_the_jvm_encodes(java_customer_id):
+def test_python_decodes_the_batches_the_jvm_encodes(jvm):
     """MicroBatcher.encode (the JVM) and udfs.batch.decode_batch (Python) agree on every field,
     including null keys and values (tombstones) and non-ASCII topics."""
     from pyflink.java_gateway import get_gateway
@@ -100,7 +104,6 @@ def test_python_decodes_the_batches_the_jvm_encodes(java_customer_id):
     from udfs.batch import decode_batch
 
     gateway = get_gateway()
-    jvm = gateway.jvm
     records = [("shop.public.orders", 0, 2**40, 1795318293200, b'{"id":1}', b'{"op":"c"}'),
                ("shop.public.orders", 3, 0, -1, None, None),
                ("t\u00f6pic", 2**31 - 1, 2**63 - 1, -(2**63), b"", bytes(range(256)))]
