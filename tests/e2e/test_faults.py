@@ -93,14 +93,20 @@ class Harness:
         per_customer: dict[int, dict[int, int]] = defaultdict(dict)
         for lab in self.col.labels:
             per_customer[lab["customer_id"]][lab["interaction_id"]] = lab["label"]
-        # Every label agrees with the database.
-        horizon_s = self.cfg.job.label_horizon_s
+        # Every label agrees with the database, at the job's resolution: event time is whole
+        # milliseconds (udfs.envelope), PostgreSQL keeps microseconds. Compared in microseconds,
+        # an order 120.0005 s after an interaction is outside the horizon here but inside it in
+        # the job, which reads both times as whole milliseconds 120,000 ms apart.
+        horizon_ms = int(self.cfg.job.label_horizon_s * 1000)
         with psycopg.connect(self.cfg.postgres.dsn) as conn:
             truth = dict(conn.execute(
-                "SELECT i.id, EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = i.customer_id "
-                "AND o.product_id = i.product_id AND o.created_at >= i.created_at "
-                "AND o.created_at <= i.created_at + make_interval(secs => %s)) FROM interactions i",
-                (horizon_s,)).fetchall())
+                "WITH i AS (SELECT id, customer_id, product_id, "
+                "           floor(extract(epoch FROM created_at) * 1000) AS ms FROM interactions), "
+                "     o AS (SELECT customer_id, product_id, "
+                "           floor(extract(epoch FROM created_at) * 1000) AS ms FROM orders) "
+                "SELECT i.id, EXISTS (SELECT 1 FROM o WHERE o.customer_id = i.customer_id "
+                "AND o.product_id = i.product_id AND o.ms BETWEEN i.ms AND i.ms + %s) FROM i",
+                (horizon_ms,)).fetchall())
         learned = {iid: y for labels in per_customer.values() for iid, y in labels.items()}
         wrong = {iid: y for iid, y in learned.items() if iid in truth and int(truth[iid]) != y}
         assert not wrong, f"{len(wrong)} labels disagree with the database: {list(wrong.items())[:5]}"
