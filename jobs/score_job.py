@@ -63,23 +63,23 @@ from livefit.config import Config, load_config
 from livefit.jars import job_jars
 from models.registry import ModelError
 from udfs.batch import (
+    DueSchedule,
     RawRecord,
     add_customers,
-    add_due,
     decode_batch,
     decode_customers,
-    due_until,
     round_due,
     shard_of,
 )
 from udfs.control import ModelChoice, parse_control
-from udfs.customer import CustomerLogic, CustomerState, Outcome, ScoringParams, decode_state, encode_state
+from udfs.customer import CustomerLogic, CustomerState, Outcome, ScoringParams
 from udfs.drift import DriftCorrection, SegmentDrift, decay_for
 from udfs.envelope import ChangeEvent, DeadLetter, Tombstone, parse_record
 from udfs.features import Product
 from udfs.online import sigmoid
 from udfs.quality import RollingQuality, metrics_record
 from udfs.scoring import OfflineModel
+from udfs.state_cache import CustomerStateCache
 
 log = logging.getLogger("livefit.job")
 
@@ -191,8 +191,9 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
 
     def __init__(self, model_dir: str, model_name: str, model_version: int, anomaly_name: str,
                  params: ScoringParams, topics: dict[str, str],
-                 quality_window: int, metrics_every: int, shards: int):
+                 quality_window: int, metrics_every: int, shards: int, state_cache_customers: int):
         self.shards = shards
+        self.state_cache_customers = state_cache_customers
         self.model_dir = model_dir
         self.model_name = model_name
         self.model_version = model_version
@@ -218,11 +219,17 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         # customers have labels or an expiry due when (udfs.batch). "schedule" is due's keys,
         # sorted, kept apart so a timer finds every time the watermark passed without scanning
         # the map (one JVM call per entry).
-        self.states = runtime_context.get_map_state(
-            MapStateDescriptor("customers", Types.LONG(), Types.PICKLED_BYTE_ARRAY()))
+        # Decoded states stay in memory between batches (udfs.state_cache): this operator is the
+        # only writer of its shards' states, and every batch ends with them written to Flink.
+        # Built anew in open(), so a restore never sees a decoded state from before it.
+        self.states = CustomerStateCache(
+            runtime_context.get_map_state(
+                MapStateDescriptor("customers", Types.LONG(), Types.PICKLED_BYTE_ARRAY())),
+            self.state_cache_customers)
         self.due = runtime_context.get_map_state(
             MapStateDescriptor("due", Types.LONG(), Types.PICKLED_BYTE_ARRAY()))
         self.schedule = runtime_context.get_state(ValueStateDescriptor("schedule", Types.PICKLED_BYTE_ARRAY()))
+        self.schedules: dict[int, DueSchedule] = {}  # decoded, per shard (only this task writes them)
         self.logic = CustomerLogic.for_serving(self.model_dir, self.model_name, self.model_version,
                                                self.anomaly_name, self.params, warn=log.warning)
         model = self.logic.model
@@ -357,6 +364,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                 continue
             parsed += 1
             yield from self._score(rec, raw, ctx, watermark, due)
+        self.states.flush()
         if parsed:
             self.parsed.inc(parsed)
         if due:
@@ -364,7 +372,9 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             for t, customers in due.items():
                 self.due.put(t, add_customers(self.due.get(t), customers))
                 timers.register_event_time_timer(t)
-            self.schedule.update(add_due(self.schedule.value(), list(due)))
+            schedule = self._schedule(shard)
+            if schedule.add(due):
+                self.schedule.update(schedule.to_bytes())
 
     def _score(self, value: ChangeEvent, raw: RawRecord,
                ctx: KeyedBroadcastProcessFunction.ReadOnlyContext, watermark: int,
@@ -376,10 +386,11 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             product = self._product(pid, ctx) if pid is not None else None
             if pid is not None and product is None and value.table != "customers":
                 self.unknown_products.inc()
-            blob = self.states.get(cid)
-            state = CustomerState() if blob is None else decode_state(blob)
+            known = self.states.get(cid)
+            state = CustomerState() if known is None else known
             outcome = self.logic.on_event(state, value, product, watermark_ms=watermark)
         except Exception as exc:  # one bad event must not stop the job: dead-letter it, as read
+            self.states.forget(cid)  # maybe half-changed: back to the state as last put
             self.dead.inc()
             dl = DeadLetter(f"scoring failed: {type(exc).__name__}: {exc}"[:500],
                             raw[0], raw[1], raw[2], raw[4], raw[5])
@@ -387,18 +398,26 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             return
         if outcome.duplicate:
             self.duplicates.inc()
+            if known is not None:
+                self.states.put(cid, state)  # its count of duplicates absorbed
             return
         if outcome.clear_state:
             self.states.remove(cid)
-            if blob is not None:
+            if known is not None:
                 self.customers.dec()
         else:
-            self.states.put(cid, encode_state(state))
-            if blob is None:
+            self.states.put(cid, state)
+            if known is None:
                 self.customers.inc()
         for ts in outcome.timers:
             due.setdefault(round_due(ts), []).append(cid)
         yield from self._emit(outcome)
+
+    def _schedule(self, shard: int) -> DueSchedule:
+        schedule = self.schedules.get(shard)
+        if schedule is None:
+            schedule = self.schedules[shard] = DueSchedule.from_bytes(self.schedule.value())
+        return schedule
 
     def _product(self, pid: int, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> Product | None:
         if pid in self.products:
@@ -433,9 +452,12 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         negatives) and customers past the inactivity TTL. One call resolves every due time up
         to the watermark, and deletes the timers of the later ones it took care of."""
         timers = ctx.timer_service()
-        times, rest = due_until(self.schedule.value(), max(timestamp, timers.current_watermark()))
-        if rest:
-            self.schedule.update(rest)
+        schedule = self._schedule(_key_of(ctx))
+        times = schedule.pop_until(max(timestamp, timers.current_watermark()))
+        if not times:
+            return
+        if schedule.times:
+            self.schedule.update(schedule.to_bytes())
         else:
             self.schedule.clear()
         latest: dict[int, int] = {}  # customer -> the latest of their due times handled here
@@ -446,18 +468,18 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             if t != timestamp:
                 timers.delete_event_time_timer(t)
         for cid, t in sorted(latest.items(), key=lambda item: item[1]):
-            blob = self.states.get(cid)
-            if blob is None:
+            state = self.states.get(cid)
+            if state is None:
                 continue  # forgotten since (deleted or expired)
-            state = decode_state(blob)
             outcome = self.logic.on_timer(state, t)
             if outcome.clear_state:
                 self.states.remove(cid)
                 self.customers.dec()
                 self.customers_expired.inc()
             elif outcome.learned:
-                self.states.put(cid, encode_state(state))
+                self.states.put(cid, state)
             yield from self._emit(outcome)
+        self.states.flush()
 
 
 class LearnSegmentDrift(KeyedProcessFunction):
@@ -589,7 +611,8 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
                                      j.anomaly_model_name, params,
                                      {"scores": k.scores_topic, "deadletter": k.deadletter_topic,
                                       "labels": k.labels_topic, "metrics": k.metrics_topic},
-                                     j.quality_window_labels, j.metrics_every_labels, j.shards),
+                                     j.quality_window_labels, j.metrics_every_labels, j.shards,
+                                     j.state_cache_customers),
                       output_type=KAFKA_OUT)
               # A new uid with the sharded state layout: a savepoint of the per-customer layout
               # fails to restore loudly instead of starting every customer afresh.

@@ -102,6 +102,9 @@ class JobConfig:
     # scoring operator: each shard's changes reach Python in micro-batches. It bounds the useful
     # parallelism and is fixed for the life of the job's state (like Flink's max parallelism).
     shards: int = 16
+    # Decoded customer states the scoring operator keeps in memory between micro-batches, per
+    # subtask (udfs.state_cache; 0: decode every read). Flink state stays the record.
+    state_cache_customers: int = 10_000
     checkpoint_interval_ms: int = 10_000
     # An interaction is a positive example if the customer orders that product within this many
     # seconds of event time after it; a negative one when the horizon passes without an order.

@@ -8,12 +8,10 @@ from hypothesis import strategies as st
 
 from udfs.batch import (
     DUE_GRANULARITY_MS,
+    DueSchedule,
     add_customers,
-    add_due,
     decode_batch,
     decode_customers,
-    decode_schedule,
-    due_until,
     encode_batch,
     round_due,
     shard_of,
@@ -51,14 +49,17 @@ def test_deadlines_round_up_never_down():
 
 @given(st.lists(st.lists(st.integers(0, 10**13), max_size=10), max_size=10), st.integers(0, 10**13))
 def test_the_schedule_hands_out_every_due_time_once_in_order(additions, until):
-    blob = b""
+    schedule = DueSchedule.from_bytes(None)
+    seen: set[int] = set()
     for times in additions:
-        blob = add_due(blob, times)
-    everything = sorted({t for times in additions for t in times})
-    assert decode_schedule(blob) == everything
-    due, rest = due_until(blob, until)
-    assert due == [t for t in everything if t <= until]
-    assert decode_schedule(rest) == [t for t in everything if t > until]
+        assert schedule.add(times) == bool(set(times) - seen)
+        seen |= set(times)
+        schedule = DueSchedule.from_bytes(schedule.to_bytes())  # as stored between batches
+    everything = sorted(seen)
+    assert schedule.times == everything
+    assert schedule.pop_until(until) == [t for t in everything if t <= until]
+    assert schedule.times == [t for t in everything if t > until]
+    assert schedule.pop_until(until) == []
 
 
 def test_customers_due_at_one_time_come_back_once_each_in_order():
