@@ -249,6 +249,10 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             MapStateDescriptor("due", Types.LONG(), Types.PICKLED_BYTE_ARRAY()))
         self.schedule = runtime_context.get_state(ValueStateDescriptor("schedule", Types.PICKLED_BYTE_ARRAY()))
         self.schedules: dict[int, DueSchedule] = {}  # decoded, per shard (only this task writes them)
+        # The shard count each shard's state was written with: restored under another
+        # job.shards, customers would be looked up in the wrong shard and silently start afresh.
+        self.shard_count = runtime_context.get_state(ValueStateDescriptor("shard-count", Types.INT()))
+        self.shards_checked: set[int] = set()
         self.logic = CustomerLogic.for_serving(self.model_dir, self.model_name, self.model_version,
                                                self.anomaly_name, self.params, warn=log.warning)
         model = self.logic.model
@@ -347,6 +351,8 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
     def process_element(self, value: bytes, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):
         """One micro-batch: the raw changes of this shard's customers, in arrival order."""
         shard = _key_of(ctx)
+        if shard not in self.shards_checked:
+            self._check_shard_count(shard)
         try:
             batch = decode_batch(value)
         except ValueError as exc:  # a framing bug, not bad input: keep the bytes, say where
@@ -431,6 +437,18 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         for ts in outcome.timers:
             due.setdefault(round_due(ts), []).append(cid)
         yield from self._emit(outcome)
+
+    def _check_shard_count(self, shard: int) -> None:
+        stored = self.shard_count.value()
+        if stored is None:
+            self.shard_count.update(self.shards)
+        elif stored != self.shards:
+            raise ValueError(
+                f"this job runs with job.shards={self.shards} but its restored state was written "
+                f"with job.shards={stored}: customers would be looked up in the wrong shard. Restore "
+                f"with job.shards={stored}, or start without restoring to rebuild the state from "
+                "the CDC topics")
+        self.shards_checked.add(shard)
 
     def _schedule(self, shard: int) -> DueSchedule:
         schedule = self.schedules.get(shard)

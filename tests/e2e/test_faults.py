@@ -275,3 +275,21 @@ def test_thousands_of_fuzzed_payloads_are_all_accounted_for(harness: Harness):
     assert h.job.poll() is None, "the job must survive every payload"
     assert job_failovers(h.stack.run_dir) == failovers_before, "a payload made the job fail over"
     Path(h.cfg.run_dir / "fault-figures.json").write_text(json.dumps(FIGURES, indent=1))
+
+
+def test_a_restore_under_another_shard_count_is_refused_loudly(harness: Harness):
+    # Last in this module: it leaves the job failing on purpose (the harness stops it).
+    h = harness
+    assert stop_pid(h.job.pid, timeout_s=60)  # SIGTERM: a savepoint with job.shards' state
+    other = h.cfg.job.shards // 2
+    h.job = start_job(h.cfg, h.log, env={**h.stack.job_env, "LIVEFIT_JOB__SHARDS": str(other)},
+                      restore="latest")
+    h.traffic(seconds=10).join()  # changes to route: the check runs on a shard's first batch
+    refusal = (f"this job runs with job.shards={other} but its restored state was written with "
+               f"job.shards={h.cfg.job.shards}")
+    flink_logs = h.stack.run_dir / "logs" / "flink"
+    deadline = time.monotonic() + 120
+    while not any(refusal in f.read_text(errors="replace") for f in flink_logs.glob("*.log*")):
+        assert time.monotonic() < deadline, f"no refusal of the other shard count; see {flink_logs}"
+        time.sleep(2)
+    assert job_failovers(h.stack.run_dir), "the job must fail, not run on with misplaced state"
