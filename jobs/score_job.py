@@ -64,10 +64,12 @@ from livefit.jars import job_jars
 from models.registry import ModelError
 from udfs.batch import (
     DueSchedule,
+    OutputRecord,
     RawRecord,
     add_customers,
     decode_batch,
     decode_customers,
+    encode_outputs,
     round_due,
     shard_of,
 )
@@ -106,8 +108,12 @@ MODEL_CHOICE = MapStateDescriptor("model-choice", Types.STRING(), Types.PICKLED_
 DRIFT = MapStateDescriptor("segment-drift", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 
 
+def _dead_letter(topic: str, dl: DeadLetter) -> OutputRecord:
+    return (topic, dl.key, dl.to_json())
+
+
 def _dead_letter_row(topic: str, dl: DeadLetter) -> Row:
-    return Row(topic, dl.key, dl.to_json())
+    return Row(*_dead_letter(topic, dl))
 
 
 class ParseBroadcastChanges(ProcessFunction):
@@ -288,7 +294,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         self.score_latency = ValueMetric(metrics, "score_latency_ms")
         log.info("scoring with %s v%d", model.name, model.version)
 
-    def _emit(self, outcome: Outcome) -> Iterable[Row]:
+    def _emit(self, outcome: Outcome) -> Iterable[OutputRecord]:
         counts = self.counts.pending
         if outcome.records:
             last = outcome.records[-1]
@@ -298,11 +304,9 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             if record["kind"] == "order":
                 counts["orders_scored"] += 1
                 counts["orders_anomalous"] += bool(record["anomalous"])
-            yield Row(self.scores_topic, str(record["customer_id"]).encode(),
-                      orjson.dumps(record))
+            yield (self.scores_topic, str(record["customer_id"]).encode(), orjson.dumps(record))
         for label in outcome.labels:
-            yield Row(self.labels_topic, str(label["customer_id"]).encode(),
-                      orjson.dumps(label))
+            yield (self.labels_topic, str(label["customer_id"]).encode(), orjson.dumps(label))
             yield from self._track_quality(label)
         counts["labels_resolved"] += len(outcome.labels)
         counts["sgd_updates"] += outcome.learned
@@ -315,7 +319,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             self.score_latency.set(self.last_latency_ms)
             self.last_latency_ms = None
 
-    def _track_quality(self, label: dict[str, Any]) -> Iterable[Row]:
+    def _track_quality(self, label: dict[str, Any]) -> Iterable[OutputRecord]:
         y = label["label"]
         self.quality.add("offline", sigmoid(label["offline_logit"]), y)
         self.quality.add("online", label["p_online"], y)
@@ -325,8 +329,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                 metric.set(int((summary.get(m, {}).get(stat) or 0.0) * 1000))
             record = metrics_record(summary, self.subtask, label["model"],
                                     int(time.time() * 1000))
-            yield Row(self.metrics_topic, f"subtask-{self.subtask}".encode(),
-                      orjson.dumps(record))
+            yield (self.metrics_topic, f"subtask-{self.subtask}".encode(), orjson.dumps(record))
 
     def _use_model(self, choice: ModelChoice) -> bool:
         """Swap the offline model between two events; refuse anything that does not verify."""
@@ -349,7 +352,14 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         return True
 
     def process_element(self, value: bytes, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):
-        """One micro-batch: the raw changes of this shard's customers, in arrival order."""
+        """One micro-batch: the raw changes of this shard's customers, in arrival order. What it
+        produces leaves Python as one element (split in the JVM: OutputSplitter.java)."""
+        outputs = list(self._process_batch(value, ctx))
+        if outputs:
+            yield encode_outputs(outputs)
+
+    def _process_batch(self, value: bytes, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext
+                       ) -> Iterable[OutputRecord]:
         shard = _key_of(ctx)
         if shard not in self.shards_checked:
             self._check_shard_count(shard)
@@ -357,7 +367,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             batch = decode_batch(value)
         except ValueError as exc:  # a framing bug, not bad input: keep the bytes, say where
             self.dead.inc()
-            yield _dead_letter_row(self.deadletter_topic, DeadLetter(
+            yield _dead_letter(self.deadletter_topic, DeadLetter(
                 f"micro-batch of shard {shard} unreadable: {exc}", "", -1, -1, None, value))
             return
         if not self.restored_checked:  # after a restore: the model chosen and drift learned before it
@@ -386,7 +396,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                 rec = DeadLetter(why, raw[0], raw[1], raw[2], raw[4], raw[5])
             if isinstance(rec, DeadLetter):
                 self.dead.inc()
-                yield _dead_letter_row(self.deadletter_topic, rec)
+                yield _dead_letter(self.deadletter_topic, rec)
                 continue
             parsed += 1
             yield from self._score(rec, raw, ctx, watermark, due)
@@ -403,7 +413,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
 
     def _score(self, value: ChangeEvent, raw: RawRecord,
                ctx: KeyedBroadcastProcessFunction.ReadOnlyContext, watermark: int,
-               due: dict[int, list[int]]) -> Iterable[Row]:
+               due: dict[int, list[int]]) -> Iterable[OutputRecord]:
         cid = value.customer_id
         assert cid is not None  # process_element dead-letters changes without a customer
         try:
@@ -419,7 +429,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             self.dead.inc()
             dl = DeadLetter(f"scoring failed: {type(exc).__name__}: {exc}"[:500],
                             raw[0], raw[1], raw[2], raw[4], raw[5])
-            yield _dead_letter_row(self.deadletter_topic, dl)
+            yield _dead_letter(self.deadletter_topic, dl)
             return
         if outcome.duplicate:
             self.duplicates.inc()
@@ -488,6 +498,12 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         """Everything of this shard the watermark has passed: labels whose horizon is over (as
         negatives) and customers past the inactivity TTL. One call resolves every due time up
         to the watermark, and deletes the timers of the later ones it took care of."""
+        outputs = list(self._resolve_due(timestamp, ctx))
+        if outputs:
+            yield encode_outputs(outputs)
+
+    def _resolve_due(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext
+                     ) -> Iterable[OutputRecord]:
         timers = ctx.timer_service()
         schedule = self._schedule(_key_of(ctx))
         times = schedule.pop_until(max(timestamp, timers.current_watermark()))
@@ -656,10 +672,13 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
                                       "labels": k.labels_topic, "metrics": k.metrics_topic},
                                      j.quality_window_labels, j.metrics_every_labels, j.shards,
                                      j.state_cache_customers),
-                      output_type=KAFKA_OUT)
+                      output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
               # A new uid with the sharded state layout: a savepoint of the per-customer layout
               # fails to restore loudly instead of starting every customer afresh.
               .name("score-and-learn").uid("score-and-learn-sharded"))
+    # One element per Python call, split into Kafka records in the JVM.
+    scores = DataStream(scores._j_data_stream.flatMap(jvm.livefit.flink.OutputSplitter())
+                        ).name("split-outputs").uid("split-outputs")
     outputs = scores.union(broadcast_inputs.get_side_output(DEAD_LETTERS))
     if j.drift_publish_every_labels > 0:
         by_segment = _keyed_in_jvm(_by_topic(scores, [k.labels_topic], True, "segment-labels"),

@@ -80,6 +80,45 @@ def encode_batch(records: list[RawRecord]) -> bytes:
     return b"".join(parts)
 
 
+# (topic, key, value): one record for the Kafka sink
+OutputRecord = tuple[str, bytes | None, bytes | None]
+
+
+def encode_outputs(records: list[OutputRecord]) -> bytes:
+    """Everything one call of the scoring operator produced, as the one byte array it yields
+    (split into records in the JVM by OutputSplitter.java): every element out of Python is a call
+    into the JVM, and a batch's scores and labels pay it once.
+
+    >>> decode_outputs(encode_outputs([("livefit.scores", b"7", b"{}"), ("t", None, b"")]))
+    [('livefit.scores', b'7', b'{}'), ('t', None, b'')]
+    """
+    parts: list[bytes] = []
+    for topic, key, value in records:
+        t = topic.encode()
+        parts += [_TOPIC_LEN.pack(len(t)), t]
+        for field in (key, value):
+            parts.append(_LEN.pack(-1) if field is None else _LEN.pack(len(field)) + field)
+    return b"".join(parts)
+
+
+def decode_outputs(blob: bytes) -> list[OutputRecord]:
+    """What :func:`encode_outputs` wrote (tests and tools; the job splits in the JVM)."""
+    out: list[OutputRecord] = []
+    pos = 0
+    while pos < len(blob):
+        (n,) = _TOPIC_LEN.unpack_from(blob, pos)
+        topic = blob[pos + 2:pos + 2 + n].decode()
+        pos += 2 + n
+        fields: list[bytes | None] = []
+        for _ in range(2):
+            (n,) = _LEN.unpack_from(blob, pos)
+            pos += 4
+            fields.append(None if n < 0 else blob[pos:pos + n])
+            pos += max(n, 0)
+        out.append((topic, fields[0], fields[1]))  # type: ignore[arg-type]
+    return out
+
+
 def shard_of(customer_id: int, shards: int) -> int:
     """The shard a customer's changes and state belong to (CustomerKeyAssigner.shardOf)."""
     return customer_id % shards  # Python's % is a floor modulo, like Math.floorMod

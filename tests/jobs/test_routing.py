@@ -114,3 +114,16 @@ def test_python_decodes_the_batches_the_jvm_encodes(jvm):
             fields[i] = value
         rows.add(jvm.org.apache.flink.types.Row.of(fields))
     assert decode_batch(bytes(jvm.livefit.flink.MicroBatcher.encode(rows))) == records
+
+
+def test_the_jvm_splits_what_the_scoring_operator_yields(jvm):
+    """udfs.batch.encode_outputs (Python) and OutputSplitter.decode (the JVM) agree on every
+    record, in order, including a null key, an empty value and a non-ASCII topic."""
+    from udfs.batch import encode_outputs
+
+    records = [("livefit.scores", b"17", b'{"kind":"interaction"}'),
+               ("livefit.labels", None, bytes(range(256))),
+               ("t\u00f6pic", b"", b"")]
+    rows = jvm.livefit.flink.OutputSplitter.decode(encode_outputs(records))
+    got = [(row.getField(0), row.getField(1), row.getField(2)) for row in rows]
+    assert [(t, None if k is None else bytes(k), bytes(v)) for t, k, v in got] == records
