@@ -4,6 +4,8 @@
                                           |                                                                  v
                                           +--> product-changes --> parse-broadcast --> score-and-learn
                                                  (products, control)    |  broadcast state  |  parse, score, learn
+                                                                        |                   v
+                                                                        |             split-outputs (JVM)
                                                                         v                   v
                                                                  dead letters -------> kafka-sink
                                                                                           ^   (livefit.scores / .labels /
@@ -13,8 +15,9 @@
 Customer changes are sharded in the JVM (CustomerKeyAssigner.java: customer id mod job.shards)
 and handed to Python in micro-batches per shard (MicroBatcher.java), parsed once inside the
 keyed operator: one Python stage, no pickled event crossing a shuffle, and PyFlink's fixed cost
-per element paid per batch. Each customer's state is an entry of its shard's map state; a
-shard's labels and expiries fall due through one event-time timer (udfs.batch).
+per element paid per batch. What a batch produces leaves Python as one element too, split into
+Kafka records in the JVM (OutputSplitter.java). Each customer's state is an entry of its shard's
+map state; a shard's labels and expiries fall due through one event-time timer (udfs.batch).
 
 Runs unchanged locally (``python jobs/score_job.py``) and under ``flink run -py``. The logic lives
 in ``udfs/``; this file only wires operators, state, timers, metrics and connectors.
