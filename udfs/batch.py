@@ -1,5 +1,6 @@
-"""Micro-batches of raw records, customer shards and the shard's label schedule: the plain-Python
-side of how the job hands many customers' changes to Python at once.
+"""Micro-batches of raw records, customer shards, the shard's label schedule and the framing of
+what the scoring operator yields: the plain-Python side of how the job hands many customers'
+changes to Python at once, and their results back.
 
 The scoring operator is keyed by *shard* (``shard_of(customer id)``), not by customer: the JVM
 (``jobs/java/.../MicroBatcher.java``) collects each shard's raw records for a few milliseconds

@@ -1,4 +1,4 @@
-"""Micro-batch framing, customer shards and a shard's due schedule (udfs.batch)."""
+"""Micro-batch framing, output framing, customer shards and a shard's due schedule (udfs.batch)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from udfs.batch import (
     add_customers,
     decode_batch,
     decode_customers,
+    decode_outputs,
     encode_batch,
+    encode_outputs,
     round_due,
     shard_of,
 )
@@ -67,3 +69,9 @@ def test_customers_due_at_one_time_come_back_once_each_in_order():
     blob = add_customers(blob, [7, 9, -2])
     assert decode_customers(blob) == [7, 3, 9, -2]
     assert decode_customers(None) == []
+
+
+@given(st.lists(st.tuples(st.text(max_size=40), st.one_of(st.none(), st.binary(max_size=50)),
+                          st.one_of(st.none(), st.binary(max_size=300))), max_size=20))
+def test_outputs_round_trip_in_order(records):
+    assert decode_outputs(encode_outputs(records)) == records
