@@ -28,6 +28,7 @@ import struct
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
+from typing import Any
 
 # (topic, partition, offset, timestamp, key, value): RawRecordDeserializer.java's row
 RawRecord = tuple[str, int, int, int, bytes | None, bytes | None]
@@ -41,44 +42,56 @@ _LEN = struct.Struct(">i")
 DUE_GRANULARITY_MS = 1_000
 
 
-def decode_batch(blob: bytes) -> list[RawRecord]:
-    """The raw records in MicroBatcher.encode's framing; a truncated batch raises ValueError."""
-    out: list[RawRecord] = []
+def _encode(records: Iterable[tuple[Any, ...]], coords: bool) -> bytes:
+    """Per record: topic, with ``coords`` (partition, offset, timestamp), then key and value."""
+    parts: list[bytes] = []
+    for record in records:
+        t = record[0].encode()
+        parts += [_TOPIC_LEN.pack(len(t)), t]
+        if coords:
+            parts.append(_COORDS.pack(*record[1:4]))
+        for field in record[-2:]:
+            parts.append(_LEN.pack(-1) if field is None else _LEN.pack(len(field)) + field)
+    return b"".join(parts)
+
+
+def _decode(blob: bytes, coords: bool) -> list[tuple[Any, ...]]:
+    """What :func:`_encode` wrote; a truncated ``blob`` raises ValueError."""
+    out: list[tuple[Any, ...]] = []
     view = memoryview(blob)
     pos, end = 0, len(blob)
     try:
         while pos < end:
             (n,) = _TOPIC_LEN.unpack_from(view, pos)
-            topic = str(view[pos + 2:pos + 2 + n], "utf-8")
+            record: list[Any] = [str(view[pos + 2:pos + 2 + n], "utf-8")]
             pos += 2 + n
-            partition, offset, ts = _COORDS.unpack_from(view, pos)
-            pos += _COORDS.size
-            fields: list[bytes | None] = []
+            if coords:
+                record += _COORDS.unpack_from(view, pos)
+                pos += _COORDS.size
             for _ in range(2):
                 (n,) = _LEN.unpack_from(view, pos)
                 pos += 4
                 if n < 0:
-                    fields.append(None)
+                    record.append(None)
                 else:
                     if pos + n > end:
                         raise ValueError("field runs past the end")
-                    fields.append(bytes(view[pos:pos + n]))
+                    record.append(bytes(view[pos:pos + n]))
                     pos += n
-            out.append((topic, partition, offset, ts, fields[0], fields[1]))
+            out.append(tuple(record))
     except struct.error as exc:
-        raise ValueError(f"truncated micro-batch at byte {pos} of {end}: {exc}") from exc
+        raise ValueError(f"truncated at byte {pos} of {end}: {exc}") from exc
     return out
+
+
+def decode_batch(blob: bytes) -> list[RawRecord]:
+    """The raw records in MicroBatcher.encode's framing; a truncated batch raises ValueError."""
+    return _decode(blob, coords=True)  # type: ignore[return-value]
 
 
 def encode_batch(records: list[RawRecord]) -> bytes:
     """What MicroBatcher.encode writes (tests and tools; the job's batches come from the JVM)."""
-    parts: list[bytes] = []
-    for topic, partition, offset, ts, key, value in records:
-        t = topic.encode()
-        parts += [_TOPIC_LEN.pack(len(t)), t, _COORDS.pack(partition, offset, ts)]
-        for field in (key, value):
-            parts.append(_LEN.pack(-1) if field is None else _LEN.pack(len(field)) + field)
-    return b"".join(parts)
+    return _encode(records, coords=True)
 
 
 # (topic, key, value): one record for the Kafka sink
@@ -88,36 +101,18 @@ OutputRecord = tuple[str, bytes | None, bytes | None]
 def encode_outputs(records: list[OutputRecord]) -> bytes:
     """Everything one call of the scoring operator produced, as the one byte array it yields
     (split into records in the JVM by OutputSplitter.java): every element out of Python is a call
-    into the JVM, and a batch's scores and labels pay it once.
+    into the JVM, and a batch's scores and labels pay it once. The micro-batch framing without
+    the coordinates.
 
     >>> decode_outputs(encode_outputs([("livefit.scores", b"7", b"{}"), ("t", None, b"")]))
     [('livefit.scores', b'7', b'{}'), ('t', None, b'')]
     """
-    parts: list[bytes] = []
-    for topic, key, value in records:
-        t = topic.encode()
-        parts += [_TOPIC_LEN.pack(len(t)), t]
-        for field in (key, value):
-            parts.append(_LEN.pack(-1) if field is None else _LEN.pack(len(field)) + field)
-    return b"".join(parts)
+    return _encode(records, coords=False)
 
 
 def decode_outputs(blob: bytes) -> list[OutputRecord]:
     """What :func:`encode_outputs` wrote (tests and tools; the job splits in the JVM)."""
-    out: list[OutputRecord] = []
-    pos = 0
-    while pos < len(blob):
-        (n,) = _TOPIC_LEN.unpack_from(blob, pos)
-        topic = blob[pos + 2:pos + 2 + n].decode()
-        pos += 2 + n
-        fields: list[bytes | None] = []
-        for _ in range(2):
-            (n,) = _LEN.unpack_from(blob, pos)
-            pos += 4
-            fields.append(None if n < 0 else blob[pos:pos + n])
-            pos += max(n, 0)
-        out.append((topic, fields[0], fields[1]))  # type: ignore[arg-type]
-    return out
+    return _decode(blob, coords=False)  # type: ignore[return-value]
 
 
 def shard_of(customer_id: int, shards: int) -> int:
