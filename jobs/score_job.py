@@ -9,7 +9,7 @@
                                                                         v                   v
                                                                  dead letters -------> kafka-sink
                                                                                           ^   (livefit.scores / .labels /
-                 resolved labels, keyed by segment (JVM) --> learn-segment-drift ---------+    .metrics / .deadletter, and
+                 drift examples, keyed by segment (JVM) --> learn-segment-drift ----------+    .metrics / .deadletter, and
                  (split off score-and-learn's output)        (drift corrections)                livefit.control: read back above)
 
 Customer changes are sharded in the JVM (CustomerKeyAssigner.java: customer id mod job.shards)
@@ -79,7 +79,15 @@ from udfs.batch import (
 )
 from udfs.control import ModelChoice, parse_control
 from udfs.customer import CustomerLogic, CustomerState, Outcome, ScoringParams
-from udfs.drift import DriftCorrection, SegmentDrift, decay_for
+from udfs.drift import (
+    DriftCorrection,
+    Example,
+    SegmentDrift,
+    decay_for,
+    decode_examples,
+    encode_examples,
+    example_of,
+)
 from udfs.envelope import ChangeEvent, DeadLetter, Tombstone, parse_record
 from udfs.features import Product
 from udfs.online import sigmoid
@@ -101,12 +109,14 @@ KAFKA_OUT = Types.ROW_NAMED(
     [Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.PRIMITIVE_ARRAY(Types.BYTE())],
 )
 DEAD_LETTERS = OutputTag("dead-letters", KAFKA_OUT)
-# The shared per-segment drift learner reads the label records on their way to the sink: the
-# JVM picks them out by topic and keys them by their "segment" field (RecordKeyAssigner.java).
-# Not a side output: in thread mode PyFlink 2.3 drops side outputs yielded from on_timer into
-# the main output converter (the job failed with "'tuple' object has no attribute '_values'"),
-# and most labels resolve in on_timer. Not a second row per label either: each row out of Python
-# is a call into the JVM (measured: the drift path cost 16 % of the job's throughput that way).
+# The shared per-segment drift learner gets, per scoring call and segment, one record of what
+# the call's labels teach it (udfs.drift.encode_examples), keyed by segment. It travels with the
+# Kafka records out of score-and-learn under this route, which no Kafka topic can be named (a
+# colon), and the JVM picks it out before the sink. Not a side output: in thread mode PyFlink 2.3
+# drops side outputs yielded from on_timer into the main output converter, and most labels
+# resolve in on_timer. Not one element per label: each is a call into Python, a state write and
+# a counter call (the drift learner was 22 % of the job while a backlog's labels resolved).
+DRIFT_EXAMPLES_ROUTE = "livefit:segment-drift-examples"
 PRODUCTS = MapStateDescriptor("products", Types.LONG(), Types.PICKLED_BYTE_ARRAY())
 MODEL_CHOICE = MapStateDescriptor("model-choice", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 DRIFT = MapStateDescriptor("segment-drift", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
@@ -230,8 +240,10 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
 
     def __init__(self, model_dir: str, model_name: str, model_version: int, anomaly_name: str,
                  params: ScoringParams, topics: dict[str, str],
-                 quality_window: int, metrics_every: int, shards: int, state_cache_customers: int):
+                 quality_window: int, metrics_every: int, shards: int, state_cache_customers: int,
+                 drift_examples: bool):
         self.shards = shards
+        self.drift_examples = drift_examples  # hand labels to the drift learner (DRIFT_EXAMPLES_ROUTE)
         self.state_cache_customers = state_cache_customers
         self.model_dir = model_dir
         self.model_name = model_name
@@ -298,6 +310,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         self.counts = BatchCounters(metrics, "labels_resolved", "orders_scored", "orders_anomalous",
                                     "events_parsed", "events_scored", "sgd_updates")
         self.last_latency_ms: int | None = None  # of the batch's newest score, set once per batch
+        self.examples: dict[str, list[Example]] = {}  # the call's labels, per segment, for the drift learner
         self.tombstones = metrics.counter("tombstones")
         self.dead = metrics.counter("events_dead_lettered")
         self.unknown_products = metrics.counter("unknown_products")
@@ -323,8 +336,20 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         for label in outcome.labels:
             yield (self.labels_topic, str(label["customer_id"]).encode(), orjson.dumps(label))
             yield from self._track_quality(label)
+            if self.drift_examples:
+                self.examples.setdefault(label["segment"], []).append(example_of(label))
         counts["labels_resolved"] += len(outcome.labels)
         counts["sgd_updates"] += outcome.learned
+
+    def _outputs(self, records: Iterable[OutputRecord]) -> Iterable[bytes]:
+        """What one call produced, and the drift learner's examples from its labels, as the one
+        element that leaves Python (split in the JVM: OutputSplitter.java)."""
+        outputs = list(records)
+        for segment, examples in self.examples.items():
+            outputs.append((DRIFT_EXAMPLES_ROUTE, segment.encode(), encode_examples(examples)))
+        self.examples.clear()
+        if outputs:
+            yield encode_outputs(outputs)
 
     def _end_batch(self) -> None:
         """Once per batch or timer call: staged states to Flink state, counts to Flink metrics."""
@@ -369,9 +394,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
     def process_element(self, value: bytes, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):
         """One micro-batch: the raw changes of this shard's customers, in arrival order. What it
         produces leaves Python as one element (split in the JVM: OutputSplitter.java)."""
-        outputs = list(self._process_batch(value, ctx))
-        if outputs:
-            yield encode_outputs(outputs)
+        return self._outputs(self._process_batch(value, ctx))
 
     def _process_batch(self, value: bytes, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext
                        ) -> Iterable[OutputRecord]:
@@ -513,9 +536,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         """Everything of this shard the watermark has passed: labels whose horizon is over (as
         negatives) and customers past the inactivity TTL. One call resolves every due time up
         to the watermark, and deletes the timers of the later ones it took care of."""
-        outputs = list(self._resolve_due(timestamp, ctx))
-        if outputs:
-            yield encode_outputs(outputs)
+        return self._outputs(self._resolve_due(timestamp, ctx))
 
     def _resolve_due(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext
                      ) -> Iterable[OutputRecord]:
@@ -552,11 +573,13 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
 
 class LearnSegmentDrift(KeyedProcessFunction):
     """Per segment: learn the shared drift correction from every resolved label of its customers
-    and publish it to the control topic, from where every scoring task applies it (a feedback
-    loop through Kafka: Flink 2 has no iterations, and the corrections are then on record)."""
+    (handed over per scoring call, see DRIFT_EXAMPLES_ROUTE) and publish it to the control topic,
+    from where every scoring task applies it (a feedback loop through Kafka: Flink 2 has no
+    iterations, and the corrections are then on record)."""
 
-    def __init__(self, control_topic: str, publish_every: int, memory_labels: int):
+    def __init__(self, control_topic: str, deadletter_topic: str, publish_every: int, memory_labels: int):
         self.control_topic = control_topic
+        self.deadletter_topic = deadletter_topic
         self.publish_every = publish_every
         self.decay = decay_for(memory_labels)
 
@@ -568,16 +591,25 @@ class LearnSegmentDrift(KeyedProcessFunction):
         metrics = runtime_context.get_metrics_group()
         self.learned = metrics.counter("drift_labels_learned")
         self.published = metrics.counter("drift_corrections_published")
+        self.dead = metrics.counter("events_dead_lettered")
         _freeze_startup_heap()
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
         segment = str(_current_key(ctx))
+        try:
+            examples = decode_examples(value[2])
+        except ValueError as exc:  # only a bug could write this; keep the bytes and say so
+            self.dead.inc()
+            yield _dead_letter_row(self.deadletter_topic, DeadLetter(
+                f"drift examples of segment {segment!r} unreadable: {exc}", value[0], -1, -1,
+                value[1], value[2]))
+            return
         learner = self.learners.get(segment)
         if learner is None:
             learner = self.learners[segment] = self.state.value() or SegmentDrift.new(self.decay)
-        correction = learner.learn_label(orjson.loads(value[2]), self.publish_every)
+        correction = learner.learn_examples(segment, examples, self.publish_every)
         self.state.update(learner)
-        self.learned.inc()
+        self.learned.inc(len(examples))
         if correction is not None:
             self.published.inc()
             yield Row(self.control_topic, correction.segment.encode(),
@@ -686,7 +718,7 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
                                      {"scores": k.scores_topic, "deadletter": k.deadletter_topic,
                                       "labels": k.labels_topic, "metrics": k.metrics_topic},
                                      j.quality_window_labels, j.metrics_every_labels, j.shards,
-                                     j.state_cache_customers),
+                                     j.state_cache_customers, j.drift_publish_every_labels > 0),
                       output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
               # A new uid with the sharded state layout: a savepoint of the per-customer layout
               # fails to restore loudly instead of starting every customer afresh.
@@ -694,13 +726,15 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     # One element per Python call, split into Kafka records in the JVM.
     scores = DataStream(scores._j_data_stream.flatMap(jvm.livefit.flink.OutputSplitter())
                         ).name("split-outputs").uid("split-outputs")
-    outputs = scores.union(broadcast_inputs.get_side_output(DEAD_LETTERS))
+    outputs = (_by_topic(scores, [DRIFT_EXAMPLES_ROUTE], False, "kafka-records")
+               .union(broadcast_inputs.get_side_output(DEAD_LETTERS)))
     if j.drift_publish_every_labels > 0:
-        by_segment = _keyed_in_jvm(_by_topic(scores, [k.labels_topic], True, "segment-labels"),
-                                   jvm.livefit.flink.RecordKeyAssigner("segment"), Types.STRING(),
+        by_segment = _keyed_in_jvm(_by_topic(scores, [DRIFT_EXAMPLES_ROUTE], True, "drift-examples"),
+                                   jvm.livefit.flink.RecordKeyAssigner(), Types.STRING(),
                                    KAFKA_OUT, "key-by-segment")
         corrections = (by_segment
-                       .process(LearnSegmentDrift(k.control_topic, j.drift_publish_every_labels,
+                       .process(LearnSegmentDrift(k.control_topic, k.deadletter_topic,
+                                                  j.drift_publish_every_labels,
                                                   j.drift_memory_labels), output_type=KAFKA_OUT)
                        .name("learn-segment-drift").uid("learn-segment-drift"))
         outputs = outputs.union(corrections)

@@ -26,8 +26,11 @@ offset of the customer's segment (:class:`DriftCorrection`) under its own residu
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from udfs.online import sigmoid
 
@@ -35,6 +38,8 @@ MAX_OFFSET = 3.0  # in logit: a factor of ~20 in odds; anything beyond is a brok
 DEFAULT_DECAY = 1.0 - 1.0 / 2000  # remembers about the last 2,000 labels of a segment
 PRIOR_PRECISION = 16.0  # N(0, 0.25^2) in logit: a shift beyond +-0.5 needs strong evidence
 UNKNOWN_SEGMENT = "unknown"  # customers whose row has not arrived (yet)
+
+Example = tuple[float, int, int]  # what a label teaches the drift learner: offline logit, label, event ms
 
 
 def decay_for(memory_labels: int) -> float:
@@ -72,6 +77,28 @@ class SegmentDrift:
         self.labels += 1
         return p
 
+    def learn_examples(self, segment: str, examples: Iterable[Example],
+                       publish_every: int) -> DriftCorrection | None:
+        """Labels of this segment in order, each ``(offline_logit, label, event_ts)``. If they
+        took the count past a multiple of ``publish_every``: the correction to publish, with the
+        offset after all of them (the job hands over a scoring batch's labels at once).
+
+        >>> d = SegmentDrift.new()
+        >>> d.learn_examples("budget", [(-2.0, 0, 10), (-2.0, 1, 11)], publish_every=3) is None
+        True
+        >>> c = d.learn_examples("budget", [(-2.0, 0, 12), (-2.0, 0, 13)], publish_every=3)
+        >>> (c.segment, c.labels, c.event_ms, c.offset == d.offset)
+        ('budget', 4, 13, True)
+        """
+        before = self.labels
+        last_ms = None
+        for offline_logit, y, event_ms in examples:
+            self.learn_one(offline_logit, y)
+            last_ms = event_ms
+        if last_ms is None or publish_every <= 0 or self.labels // publish_every == before // publish_every:
+            return None
+        return DriftCorrection(segment, self.offset, self.labels, last_ms)
+
     def learn_label(self, label: dict[str, Any], publish_every: int) -> DriftCorrection | None:
         """Learn a label record of the job (``udfs.customer``: ``segment``, ``offline_logit``,
         ``label``, ``event_ts``); every ``publish_every`` labels, the correction to publish."""
@@ -98,3 +125,31 @@ class DriftCorrection:
 def valid_offset(value: object) -> bool:
     return (not isinstance(value, bool) and isinstance(value, int | float)
             and math.isfinite(value) and abs(value) <= MAX_OFFSET)
+
+
+def example_of(label: dict[str, Any]) -> Example:
+    """What a label record of the job (``udfs.customer``) teaches its segment's learner."""
+    return (float(label["offline_logit"]), int(label["label"]), int(label["event_ts"]))
+
+
+def encode_examples(examples: list[Example]) -> bytes:
+    """A segment's examples as the scoring operator hands them to the drift learner.
+
+    >>> decode_examples(encode_examples([(-1.25, 1, 1700000000000), (0.5, 0, 1700000000001)]))
+    [(-1.25, 1, 1700000000000), (0.5, 0, 1700000000001)]
+    """
+    return orjson.dumps(examples)
+
+
+def decode_examples(blob: bytes) -> list[Example]:
+    """The examples :func:`encode_examples` wrote; ValueError if ``blob`` is anything else."""
+    try:
+        rows = orjson.loads(blob)
+        if not isinstance(rows, list):
+            raise TypeError(f"a {type(rows).__name__}")
+        examples = [(float(z), int(y), int(ts)) for z, y, ts in rows]
+    except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a list of [offline_logit, label, event_ts]: {exc}") from None
+    if any(y not in (0, 1) or not math.isfinite(z) for z, y, _ in examples):
+        raise ValueError("a label is not 0/1 or an offline logit is not finite")
+    return examples

@@ -65,26 +65,21 @@ def test_unreadable_records_get_the_unroutable_key(java_customer_id):
         assert java_customer_id("shop.public.orders", value) == unroutable, value
 
 
-def test_label_records_are_keyed_by_their_segment_in_the_jvm(java_customer_id):
-    """The drift learner's input: label records keyed by their "segment" field (the records the
-    job writes to the labels topic, see RecordKeyAssigner.java); by the Kafka key without one."""
-    import orjson
+def test_drift_examples_are_keyed_by_their_kafka_key_in_the_jvm(java_customer_id):
+    """The drift learner's input: score-and-learn's drift examples, keyed by segment (the record's
+    key, see RecordKeyAssigner.java); a record without a key gets the key ""."""
     from pyflink.java_gateway import get_gateway
     from pyflink.util.java_utils import to_jarray
 
     jvm = get_gateway().jvm
 
-    def key(assigner: Any, value: bytes | None) -> str:
+    def key(record_key: bytes | None) -> str:
         row = jvm.org.apache.flink.types.Row.of(
-            to_jarray(jvm.Object, ["livefit.labels", b"42", value]))
-        return str(assigner.map(row).getField(0))
+            to_jarray(jvm.Object, ["livefit:segment-drift-examples", record_key, b"[]"]))
+        return str(jvm.livefit.flink.RecordKeyAssigner().map(row).getField(0))
 
-    by_segment = jvm.livefit.flink.RecordKeyAssigner("segment")
-    label = {"kind": "label", "customer_id": 42, "segment": "premium", "label": 1, "features": [0.5]}
-    assert key(by_segment, orjson.dumps(label)) == "premium"
-    for unreadable in (None, b"not json", b"[1]", orjson.dumps({**label, "segment": None})):
-        assert key(by_segment, unreadable) == "", unreadable
-    assert key(jvm.livefit.flink.RecordKeyAssigner(), orjson.dumps(label)) == "42"
+    assert key("première".encode()) == "première"
+    assert key(None) == ""
 
 
 def test_jvm_shards_match_the_python_shards(jvm):

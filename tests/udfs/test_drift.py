@@ -6,8 +6,17 @@ import pickle
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from udfs.drift import MAX_OFFSET, SegmentDrift, decay_for, segment_key
+from udfs.drift import (
+    MAX_OFFSET,
+    SegmentDrift,
+    decay_for,
+    decode_examples,
+    encode_examples,
+    segment_key,
+)
 from udfs.online import sigmoid
 
 
@@ -54,3 +63,36 @@ def test_segment_key_and_memory_are_checked():
     with pytest.raises(ValueError, match="drift_memory_labels"):
         decay_for(0)
 
+
+
+def test_learning_examples_at_once_is_learning_them_one_by_one():
+    rng = random.Random(3)
+    examples = [(z, y, 1000 + i) for i, (z, y) in enumerate(_labels(rng, 50, -1.0, 0.4))]
+    one_by_one, at_once = SegmentDrift.new(), SegmentDrift.new()
+    for z, y, _ in examples:
+        one_by_one.learn_one(z, y)
+    for i in range(0, 50, 7):  # in batches of 7, as scoring calls hand them over
+        at_once.learn_examples("budget", examples[i:i + 7], publish_every=0)
+    assert at_once == one_by_one
+
+
+def test_a_batch_publishes_once_when_it_passes_a_multiple_of_publish_every():
+    d = SegmentDrift.new()
+    batch = [(-2.0, 0, 7)] * 4
+    published = [d.learn_examples("budget", batch, publish_every=6) for _ in range(4)]
+    # counts after each batch: 4, 8 (passed 6), 12 (reached 12), 16 (nothing passed)
+    assert [c is not None for c in published] == [False, True, True, False]
+    assert published[1].labels == 8 and published[1].event_ms == 7 and published[1].segment == "budget"
+    assert d.learn_examples("budget", [], publish_every=1) is None  # nothing learned, nothing new
+
+
+@given(st.lists(st.tuples(st.floats(-30, 30), st.integers(0, 1), st.integers(-2**62, 2**62))))
+def test_examples_round_trip_exactly(examples):
+    assert decode_examples(encode_examples(examples)) == examples
+
+
+@pytest.mark.parametrize("blob", [b"", b"not json", b"{}", b"[1]", b"[[1, 1]]", b'[["x", 1, 2]]',
+                                  b"[[0.5, 2, 3]]", b"[[NaN, 1, 2]]", b'[[1e999, 1, 2]]'])
+def test_unreadable_examples_are_refused_with_a_reason(blob):
+    with pytest.raises(ValueError):
+        decode_examples(blob)

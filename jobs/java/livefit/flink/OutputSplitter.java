@@ -17,7 +17,8 @@ import org.apache.flink.util.Collector;
  * <p>Why: every row yielded from Python is a call into the JVM with a per-field conversion; the
  * scoring operator yields one byte array per micro-batch instead (udfs/batch.py encode_outputs),
  * split here. Framing, per record, big-endian: topic (u16 length + UTF-8), key (i32 length, -1
- * for null, + bytes), value (same).
+ * for null, + bytes), value (same). A "topic" may also name a route inside the job, with a name
+ * no Kafka topic can have (it holds a colon): the job picks those records out before the sink.
  */
 public class OutputSplitter implements FlatMapFunction<byte[], Row>, ResultTypeQueryable<Row> {
     private static final long serialVersionUID = 1L;
