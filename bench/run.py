@@ -527,7 +527,7 @@ def run(quick: bool, events: int | None = None, out_dir: Path = RESULTS,
         configured = cfg.flink.python_execution_mode
         modes = (configured, *(m for m in ("thread", "process") if m != configured))
         result = measure_job(cfg, base / "job", data, say, modes=modes)
-        rates = latency_rates if latency_rates is not None else ((300.0,) if quick else (1000.0, 5000.0))
+        rates = latency_rates if latency_rates is not None else ((1000.0,) if quick else (1000.0, 5000.0))
         result["latency_ms"] = {}
         for rate in rates:
             lat_cfg = load_config()

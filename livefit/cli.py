@@ -459,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="a reduced run (a few minutes)")
     b.add_argument("--events", type=int, help="about this many interactions in the workload")
     b.add_argument("--latency-rate", type=float, action="append",
-                   help="offered load for the latency run (repeatable; default 300 quick, 1000 and 5000 full)")
+                   help="offered load for the latency run (repeatable; default 1000 quick (the target's load), 1000 and 5000 full)")
     b.add_argument("--scale", type=int, action="append", metavar="CUSTOMERS",
                    help="only the state-at-scale measurement (rocksdb), with this many customers "
                         "(repeatable; the full run does 100000 and 1000000)")

@@ -15,7 +15,6 @@ Run as a process: ``python -m livefit.stack.feeder`` (``livefit stack up`` does 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
@@ -24,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from psycopg.conninfo import conninfo_to_dict
 
 from livefit.config import CDC_TABLES, Config, load_config
@@ -69,7 +69,7 @@ def row_time_ms(value: str | None, fallback_ms: int | None) -> int | None:
     if value is None:
         return fallback_ms
     try:
-        env = json.loads(value)
+        env = orjson.loads(value)
         row = env.get("after") or env.get("before") or {}
         created = row.get("created_at")
         if isinstance(created, str):
