@@ -15,10 +15,10 @@ of them that the watermark has passed.
 [('shop.public.orders', 7, b'{"id":1}', b'{}'), ('shop.public.orders', 8, None, None)]
 >>> shard_of(1001, 32), shard_of(-(2**63), 32)
 (9, 0)
->>> schedule = DueSchedule.from_bytes(b"")
+>>> schedule = DueSchedule.of([])
 >>> schedule.add([5_000, 1_000, 5_000]), schedule.times
 (True, [1000, 5000])
->>> schedule.pop_until(4_999), DueSchedule.from_bytes(schedule.to_bytes()).times
+>>> schedule.pop_until(4_999), schedule.times
 ([1000], [5000])
 """
 
@@ -127,9 +127,9 @@ def round_due(ts_ms: int) -> int:
 
 class DueSchedule:
     """A shard's schedule: the distinct times at which some of its customers have something due,
-    sorted. Stored as int64s in one bytes value (small: labels are due within the horizon,
-    expiries on the hour); the operator keeps it decoded between batches, since only it writes
-    it (rebuilding the sorted set on every batch was 4 % of the scoring thread on a backlog)."""
+    sorted. It is the keys of the shard's "due" map state, kept sorted in memory so that a timer
+    finds every time the watermark passed without scanning the map (one JVM call per entry):
+    read from the map once per shard after open(), then kept up to date beside it."""
 
     __slots__ = ("times",)
 
@@ -137,11 +137,8 @@ class DueSchedule:
         self.times = times
 
     @classmethod
-    def from_bytes(cls, blob: bytes | None) -> DueSchedule:
-        return cls(array("q", blob).tolist() if blob else [])
-
-    def to_bytes(self) -> bytes:
-        return array("q", self.times).tobytes()
+    def of(cls, times: Iterable[int]) -> DueSchedule:
+        return cls(sorted(set(times)))
 
     def add(self, times: Iterable[int]) -> bool:
         """Add ``times`` (each kept once); whether any was new."""

@@ -51,12 +51,12 @@ def test_deadlines_round_up_never_down():
 
 @given(st.lists(st.lists(st.integers(0, 10**13), max_size=10), max_size=10), st.integers(0, 10**13))
 def test_the_schedule_hands_out_every_due_time_once_in_order(additions, until):
-    schedule = DueSchedule.from_bytes(None)
+    schedule = DueSchedule.of([])
     seen: set[int] = set()
     for times in additions:
         assert schedule.add(times) == bool(set(times) - seen)
         seen |= set(times)
-        schedule = DueSchedule.from_bytes(schedule.to_bytes())  # as stored between batches
+        assert DueSchedule.of(seen).times == schedule.times  # as rebuilt from the map after a restore
     everything = sorted(seen)
     assert schedule.times == everything
     assert schedule.pop_until(until) == [t for t in everything if t <= until]
