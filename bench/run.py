@@ -86,6 +86,47 @@ class ProcessTreeSampler(threading.Thread):
                 pass
 
 
+def _cpu_seconds(pid: int, tree: bool) -> float:
+    """User + system CPU time of a process, with its live descendants if ``tree`` (0 if it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)] if tree else [root]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+class CpuShares:
+    """CPU of named process trees (``trees``) and single processes (``alone``, e.g. the bench's
+    own process, whose children are the stack and the job) over a window, in cores (1.0 = one
+    core busy throughout): which part of the path uses the machine while load is offered. A
+    descendant that exits inside the window is not counted.
+
+    >>> shares = CpuShares(alone={"bench": os.getpid()})
+    >>> _ = sum(i * i for i in range(200_000))
+    >>> shares.cores()["bench"] > 0
+    True
+    """
+
+    def __init__(self, trees: dict[str, int] | None = None, alone: dict[str, int] | None = None):
+        self.pids = {**{name: (pid, True) for name, pid in (trees or {}).items()},
+                     **{name: (pid, False) for name, pid in (alone or {}).items()}}
+        self.t0 = time.monotonic()
+        self.c0 = {name: _cpu_seconds(*how) for name, how in self.pids.items()}
+
+    def cores(self) -> dict[str, float]:
+        seconds = max(time.monotonic() - self.t0, 1e-9)
+        return {name: round((_cpu_seconds(*how) - self.c0[name]) / seconds, 2)
+                for name, how in self.pids.items()}
+
+
 def _consumer(cfg: Config, topic: str) -> Consumer:
     """A consumer of ``topic`` from its first record (no group offsets: every read is whole)."""
     c = Consumer(client_conf(cfg.kafka, **{"group.id": f"bench-{time.time_ns()}", "enable.auto.commit": False}))
@@ -297,7 +338,7 @@ def measure_latency(cfg: Config, run_dir: Path, rate: float, seconds: float,
     cfg.data = DataConfig(customers=300, products=100, history_days=20)
     job = None
     try:
-        manager.up(cfg, seed=lambda r: datagen.seed(r.postgres.dsn, r.data, say=lambda m: None))
+        stack = manager.up(cfg, seed=lambda r: datagen.seed(r.postgres.dsn, r.data, say=lambda m: None))
         r = cfg.resolved()
         r.job.model_dir = str(run_dir / "models")
         train(r.postgres.dsn, r.job.model_dir, r.job.model_name, int(r.job.label_horizon_s * 1000),
@@ -306,15 +347,22 @@ def measure_latency(cfg: Config, run_dir: Path, rate: float, seconds: float,
         _collect_scores(r, lambda s: len(s) > 0, timeout_s=240, job=job)  # job up, snapshot flowing
         time.sleep(5)
         t0 = time.time() * 1000
+        parts = {"job": job.pid, "feeder": stack.get("feeder_pid"), "postgres": stack.get("postgres_pid"),
+                 "broker": stack.get("broker_pid")}
+        cpu = CpuShares({name: int(pid) for name, pid in parts.items() if pid},
+                        alone={"load_generator": os.getpid()})
         counts = datagen.traffic(r.postgres.dsn, r.data, rate, duration_s=seconds)
+        cores = cpu.cores()
         achieved = counts["interactions"] / seconds
         scores = _collect_scores(
             r, lambda s: sum(1 for v in s.values() if not v["snapshot"] and v["commit_ts"] >= t0) >= counts["interactions"],
             timeout_s=300, job=job)
         lat = [v["broker_ts"] - v["commit_ts"] for v in scores.values() if not v["snapshot"] and v["commit_ts"] >= t0]
         out = {"offered_rate": rate, "achieved_rate": round(achieved, 1), "seconds": seconds,
-               "scored": len(lat), "p50": _pct(lat, 0.5), "p95": _pct(lat, 0.95), "p99": _pct(lat, 0.99)}
-        say(f"latency at {achieved:,.0f}/s offered: p50 {out['p50']} ms, p95 {out['p95']} ms, p99 {out['p99']} ms")
+               "scored": len(lat), "p50": _pct(lat, 0.5), "p95": _pct(lat, 0.95), "p99": _pct(lat, 0.99),
+               "cpu_cores": {**cores, "total": round(sum(cores.values()), 2), "machine": os.cpu_count()}}
+        say(f"latency at {achieved:,.0f}/s offered: p50 {out['p50']} ms, p95 {out['p95']} ms, p99 {out['p99']} ms; "
+            f"cores while offered: {out['cpu_cores']}")
         return out
     finally:
         if job is not None:
@@ -353,6 +401,7 @@ def measure_job_latency(cfg: Config, run_dir: Path, data: DataConfig, rate: floa
         say(f"job-only latency: {len(warm)} preloaded interactions scored, {labels} labels "
             f"resolved; offering {n_paced} events at {rate:,.0f}/s")
         prod = producer(cfg.kafka, **{"linger.ms": 5})  # as a CDC producer would batch
+        cpu = CpuShares({"job": job.pid, "broker": broker_pid}, alone={"offering_process": os.getpid()})
         offered: dict[str, float] = {}
         ids = _event_ids(paced)
         t0 = time.monotonic()
@@ -366,6 +415,7 @@ def measure_job_latency(cfg: Config, run_dir: Path, data: DataConfig, rate: floa
                 offered[event_id] = time.time() * 1000
             prod.poll(0)
         achieved = len(paced) / (time.monotonic() - t0)
+        cores = cpu.cores()
         assert prod.flush(60) == 0
         scores = _collect_scores(cfg, lambda s: offered.keys() <= s.keys(), timeout_s=300, job=job)
         lat = [scores[e]["broker_ts"] - t for e, t in offered.items()]  # in offering order
@@ -373,9 +423,10 @@ def measure_job_latency(cfg: Config, run_dir: Path, data: DataConfig, rate: floa
         out = {"offered_rate": rate, "achieved_rate": round(achieved, 1), "seconds": seconds,
                "scored": len(lat), "p50": _pct(lat, 0.5), "p95": _pct(lat, 0.95), "p99": _pct(lat, 0.99),
                # a backlog shows as a later quarter slower than the first
-               "p50_first_quarter": _pct(lat[:q], 0.5), "p50_last_quarter": _pct(lat[-q:], 0.5)}
+               "p50_first_quarter": _pct(lat[:q], 0.5), "p50_last_quarter": _pct(lat[-q:], 0.5),
+               "cpu_cores": cores}
         say(f"job-only latency at {achieved:,.0f} events/s: p50 {out['p50']} ms, "
-            f"p95 {out['p95']} ms, p99 {out['p99']} ms")
+            f"p95 {out['p95']} ms, p99 {out['p99']} ms; cores while offered: {cores}")
         return out
     finally:
         if job is not None:
@@ -590,6 +641,10 @@ def run_state_scale(customers: list[int], out_dir: Path = RESULTS,
     return results
 
 
+def _cores_line(cores: dict[str, float]) -> str:
+    return ", ".join(f"{name} {v}" for name, v in cores.items())
+
+
 def print_table(r: dict[str, Any]) -> None:
     rows = [
         (f"job throughput, {r['job_mode']} mode (interactions/s)", f"{r['job_eps']:,.0f}"),
@@ -603,9 +658,13 @@ def print_table(r: dict[str, Any]) -> None:
         *((f"latency commit->score at {rate}/s, feeder in the path: p50 / p95 / p99 (ms)",
            f"{v['p50']} / {v['p95']} / {v['p99']}")
           for rate, v in r["latency_ms"].items() if isinstance(v, dict)),
+        *((f"  cores used while {rate}/s was offered", _cores_line(v["cpu_cores"]))
+          for rate, v in r["latency_ms"].items() if isinstance(v, dict) and "cpu_cores" in v),
         *((f"job-only latency at {rate} events/s: p50 / p95 / p99 (ms)",
            f"{v['p50']} / {v['p95']} / {v['p99']}")
           for rate, v in r.get("job_only_latency_ms", {}).items()),
+        *((f"  cores used while {rate} events/s were offered", _cores_line(v["cpu_cores"]))
+          for rate, v in r.get("job_only_latency_ms", {}).items() if "cpu_cores" in v),
         ("peak RSS: JVM / Python workers (MB)",
          f"{r['memory_peak'].get('jvm_mb')} / {r['memory_peak'].get('python_workers_mb')}"),
         ("checkpoints: last size (bytes) / median duration (ms)",
