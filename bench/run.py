@@ -51,6 +51,15 @@ def _say(msg: str) -> None:
     print(f"[bench] {msg}", flush=True)
 
 
+def _process_tree(pid: int, descendants: bool = True) -> list[psutil.Process]:
+    """A process and (with ``descendants``) its live descendants; [] if it is gone."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)] if descendants else [root]
+    except psutil.Error:
+        return []
+
+
 class ProcessTreeSampler(threading.Thread):
     """Peak RSS of a process tree: the JVM and the Python workers, separately."""
 
@@ -62,11 +71,10 @@ class ProcessTreeSampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.wait(0.5):
-            try:
-                root = psutil.Process(self.pid)
-                procs = [root, *root.children(recursive=True)]
-            except psutil.Error:
+            procs = _process_tree(self.pid)
+            if not procs:
                 continue
+            root = procs[0]
             jvm = workers = 0.0
             for p in procs:
                 try:
@@ -88,11 +96,7 @@ class ProcessTreeSampler(threading.Thread):
 
 def _cpu_seconds(pid: int, tree: bool) -> float:
     """User + system CPU time of a process, with its live descendants if ``tree`` (0 if it is gone)."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)] if tree else [root]
-    except psutil.Error:
-        return 0.0
+    procs = _process_tree(pid, descendants=tree)
     total = 0.0
     for p in procs:
         try:

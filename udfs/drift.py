@@ -102,10 +102,7 @@ class SegmentDrift:
     def learn_label(self, label: dict[str, Any], publish_every: int) -> DriftCorrection | None:
         """Learn a label record of the job (``udfs.customer``: ``segment``, ``offline_logit``,
         ``label``, ``event_ts``); every ``publish_every`` labels, the correction to publish."""
-        self.learn_one(float(label["offline_logit"]), int(label["label"]))
-        if publish_every <= 0 or self.labels % publish_every:
-            return None
-        return DriftCorrection(str(label["segment"]), self.offset, self.labels, int(label["event_ts"]))
+        return self.learn_examples(str(label["segment"]), [example_of(label)], publish_every)
 
 
 @dataclass(frozen=True, slots=True)
