@@ -734,40 +734,56 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     outputs.sink_to(kafka_sink(cfg)).name("kafka-sink").uid("kafka-sink")
 
 
-def make_env(cfg: Config, checkpoint_dir: str | None, restore_from: str | None = None) -> StreamExecutionEnvironment:
-    conf = Configuration()
-    # Local execution starts Python workers itself: make them use this interpreter (the venv).
-    conf.set_string("python.executable", sys.executable)
-    conf.set_string("python.client.executable", sys.executable)
+def flink_settings(cfg: Config, checkpoint_dir: str | None,
+                   restore_from: str | None = None) -> dict[str, str]:
+    """The Flink configuration the job runs with, from livefit's configuration (one place, and
+    testable without a JVM)."""
     f = cfg.flink
-    conf.set_string("python.execution-mode", f.python_execution_mode)
-    conf.set_string("python.fn-execution.bundle.size", str(f.bundle_size))
-    conf.set_string("python.fn-execution.bundle.time", str(f.bundle_time_ms))
-    conf.set_string("python.state.cache-size", str(f.python_state_cache_size))
-    conf.set_string("state.backend.type", f.state_backend)
+    out = {
+        # Local execution starts Python workers itself: make them use this interpreter (the venv).
+        "python.executable": sys.executable,
+        "python.client.executable": sys.executable,
+        "python.execution-mode": f.python_execution_mode,
+        "python.fn-execution.bundle.size": str(f.bundle_size),
+        "python.fn-execution.bundle.time": str(f.bundle_time_ms),
+        "python.state.cache-size": str(f.python_state_cache_size),
+        "state.backend.type": f.state_backend,
+    }
     if f.state_backend == "rocksdb":
-        conf.set_string("execution.checkpointing.incremental", str(f.incremental_checkpoints).lower())
         if f.rocksdb_timers not in ("rocksdb", "heap"):
             raise ValueError(f"flink.rocksdb_timers must be rocksdb or heap, not {f.rocksdb_timers!r}")
-        conf.set_string("state.backend.rocksdb.timer-service.factory", f.rocksdb_timers.upper())
+        out["execution.checkpointing.incremental"] = str(f.incremental_checkpoints).lower()
+        out["state.backend.rocksdb.timer-service.factory"] = f.rocksdb_timers.upper()
+        if f.rocksdb_bloom_bits_per_key > 0:
+            out["state.backend.rocksdb.use-bloom-filter"] = "true"
+            out["state.backend.rocksdb.bloom-filter.bits-per-key"] = str(f.rocksdb_bloom_bits_per_key)
+        out["state.backend.rocksdb.memory.partitioned-index-filters"] = str(f.rocksdb_partitioned_index).lower()
         if f.rocksdb_local_dir:
-            conf.set_string("state.backend.rocksdb.localdir", str(Path(f.rocksdb_local_dir).resolve()))
+            out["state.backend.rocksdb.localdir"] = str(Path(f.rocksdb_local_dir).resolve())
     if f.managed_memory_mb:
-        conf.set_string("taskmanager.memory.managed.size", f"{f.managed_memory_mb}m")
+        out["taskmanager.memory.managed.size"] = f"{f.managed_memory_mb}m"
     if f.python_execution_mode == "thread":
         # The embedded interpreter must see the venv (else "No module named 'pemja'").
         import site
 
-        conf.set_string("python.pythonpath", os.pathsep.join(site.getsitepackages()))
+        out["python.pythonpath"] = os.pathsep.join(site.getsitepackages())
     if checkpoint_dir:
-        conf.set_string("execution.checkpointing.storage", "filesystem")
-        conf.set_string("execution.checkpointing.dir", Path(checkpoint_dir).resolve().as_uri())
+        out["execution.checkpointing.storage"] = "filesystem"
+        out["execution.checkpointing.dir"] = Path(checkpoint_dir).resolve().as_uri()
         # Keep the latest checkpoints after a cancel or crash, so a restart can resume from them.
-        conf.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
-        conf.set_string("execution.checkpointing.num-retained", "2")
+        out["execution.checkpointing.externalized-checkpoint-retention"] = "RETAIN_ON_CANCELLATION"
+        out["execution.checkpointing.num-retained"] = "2"
     if restore_from:
         uri = restore_from if ":" in restore_from.split("/", 1)[0] else Path(restore_from).resolve().as_uri()
-        conf.set_string("execution.state-recovery.path", uri)
+        out["execution.state-recovery.path"] = uri
+    return out
+
+
+def make_env(cfg: Config, checkpoint_dir: str | None, restore_from: str | None = None) -> StreamExecutionEnvironment:
+    conf = Configuration()
+    for key, value in flink_settings(cfg, checkpoint_dir, restore_from).items():
+        conf.set_string(key, value)
+    f = cfg.flink
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.add_jars(*[p.as_uri() for p in job_jars()])
     env.set_parallelism(cfg.job.parallelism)
