@@ -35,7 +35,12 @@ def test_compose_stack_has_every_part_and_uses_the_same_config_keys():
     env = services["jobmanager"]["environment"]
     from livefit.config import load_config
 
-    load_config(None, env=dict(env))  # every LIVEFIT_* key the stack sets is a real config key
+    cfg = load_config(None, env=dict(env))  # every LIVEFIT_* key the stack sets is a real config key
+    # The job's own settings win over the cluster's: they must agree on the state backend.
+    from jobs.score_job import flink_settings
+
+    cluster = yaml.safe_load((ROOT / "deploy" / "flink-conf" / "config.yaml").read_text())
+    assert flink_settings(cfg, None)["state.backend.type"] == cluster["state"]["backend"]["type"]
     connector = json.loads((ROOT / "deploy" / "debezium-shop.json").read_text())
     assert connector["value.converter.schemas.enable"] == "false"
     assert connector["table.include.list"].count("public.") == 4
