@@ -73,6 +73,7 @@ from udfs.batch import (
     add_customers,
     decode_batch,
     decode_customers,
+    due_time_of,
     encode_outputs,
     round_due,
     shard_of,
@@ -441,10 +442,11 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         self._end_batch()
         if due:
             timers = ctx.timer_service()
+            schedule = self._schedule(shard)  # read from the map before this batch's entries
             for t, customers in due.items():
-                self.due.put(t, add_customers(self.due.get(t), customers))
+                key, append = schedule.chunk_for(t, len(customers))
+                self.due.put(key, add_customers(self.due.get(key) if append else None, customers))
                 timers.register_event_time_timer(t)
-            self._schedule(shard).add(due)
 
     def _score(self, value: ChangeEvent, raw: RawRecord,
                ctx: KeyedBroadcastProcessFunction.ReadOnlyContext, watermark: int,
@@ -539,16 +541,17 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                      ) -> Iterable[OutputRecord]:
         timers = ctx.timer_service()
         schedule = self._schedule(_key_of(ctx))
-        times = schedule.pop_until(max(timestamp, timers.current_watermark()))
-        if not times:
+        keys = schedule.pop_until(max(timestamp, timers.current_watermark()))
+        if not keys:
             return
         latest: dict[int, int] = {}  # customer -> the latest of their due times handled here
-        for t in times:
-            for cid in decode_customers(self.due.get(t)):
+        for key in keys:  # in order of due time
+            t = due_time_of(key)
+            for cid in decode_customers(self.due.get(key)):
                 latest[cid] = t
-            self.due.remove(t)
-            if t != timestamp:
-                timers.delete_event_time_timer(t)
+            self.due.remove(key)
+        for t in {due_time_of(key) for key in keys} - {timestamp}:
+            timers.delete_event_time_timer(t)
         for cid, t in sorted(latest.items(), key=lambda item: item[1]):
             state = self.states.get(cid)
             if state is None:

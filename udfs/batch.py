@@ -16,17 +16,19 @@ of them that the watermark has passed.
 >>> shard_of(1001, 32), shard_of(-(2**63), 32)
 (9, 0)
 >>> schedule = DueSchedule.of([])
->>> schedule.add([5_000, 1_000, 5_000]), schedule.times
-(True, [1000, 5000])
->>> schedule.pop_until(4_999), schedule.times
-([1000], [5000])
+>>> schedule.chunk_for(5_000, 3), schedule.chunk_for(1_000, 1), schedule.chunk_for(5_000, 2)
+((5000, False), (1000, False), (5000, True))
+>>> schedule.chunk_for(5_000, CHUNK_CUSTOMERS), schedule.keys  # chunk 0 is full: chunk 1
+((5001, False), [1000, 5000, 5001])
+>>> schedule.pop_until(4_999), schedule.keys
+([1000], [5000, 5001])
 """
 
 from __future__ import annotations
 
 import struct
 from array import array
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from collections.abc import Iterable
 from typing import Any
 
@@ -125,35 +127,63 @@ def round_due(ts_ms: int) -> int:
     return -(-ts_ms // DUE_GRANULARITY_MS) * DUE_GRANULARITY_MS
 
 
+# A due time may be held in up to this many entries of the "due" map: entry keys are the due
+# time (a multiple of DUE_GRANULARITY_MS) plus a chunk number below it. A batch appends its
+# customers to the due time's open chunk (read, append, write) until the chunk holds
+# CHUNK_CUSTOMERS, then opens the next. One entry per due time was rewritten whole by every
+# batch: an hourly inactivity expiry collects every customer active in that hour.
+DUE_CHUNKS = DUE_GRANULARITY_MS
+CHUNK_CUSTOMERS = 256
+
+
+def due_time_of(key: int) -> int:
+    """The due time of a "due" map entry (its key without the chunk number)."""
+    return key - key % DUE_CHUNKS
+
+
 class DueSchedule:
-    """A shard's schedule: the distinct times at which some of its customers have something due,
-    sorted. It is the keys of the shard's "due" map state, kept sorted in memory so that a timer
-    finds every time the watermark passed without scanning the map (one JVM call per entry):
-    read from the map once per shard after open(), then kept up to date beside it."""
+    """A shard's schedule: the keys of the shard's "due" map state (due time + chunk number),
+    sorted, kept in memory so that a timer finds every entry the watermark passed without
+    scanning the map (one JVM call per entry): read from the map once per shard after open(),
+    then kept up to date beside it. It also says which entry a batch's customers go to."""
 
-    __slots__ = ("times",)
+    __slots__ = ("keys", "open")
 
-    def __init__(self, times: list[int]):
-        self.times = times
+    def __init__(self, keys: list[int]):
+        self.keys = keys
+        # due time -> (key, customers added) of the chunk batches append to. Empty after a
+        # restore: the first batch then opens a new chunk after the restored ones.
+        self.open: dict[int, tuple[int, int]] = {}
 
     @classmethod
-    def of(cls, times: Iterable[int]) -> DueSchedule:
-        return cls(sorted(set(times)))
+    def of(cls, keys: Iterable[int]) -> DueSchedule:
+        return cls(sorted(set(keys)))
 
-    def add(self, times: Iterable[int]) -> bool:
-        """Add ``times`` (each kept once); whether any was new."""
-        added = False
-        for t in times:
-            i = bisect_left(self.times, t)
-            if i == len(self.times) or self.times[i] != t:
-                self.times.insert(i, t)
-                added = True
-        return added
+    def chunk_for(self, due_ms: int, n: int) -> tuple[int, bool]:
+        """The key under which to add ``n`` customers due at ``due_ms`` (a multiple of
+        DUE_GRANULARITY_MS), and whether that entry already holds customers to append to."""
+        if due_ms % DUE_CHUNKS:
+            raise ValueError(f"due time {due_ms} is not a multiple of {DUE_CHUNKS} ms")
+        key, count = self.open.get(due_ms, (None, 0))
+        if key is not None and count + n <= CHUNK_CUSTOMERS:
+            self.open[due_ms] = (key, count + n)
+            return key, True
+        i = bisect_right(self.keys, due_ms + DUE_CHUNKS - 1)
+        last = self.keys[i - 1] if i and self.keys[i - 1] >= due_ms else None
+        if last is not None and last == due_ms + DUE_CHUNKS - 1:
+            self.open[due_ms] = (last, count + n)  # every chunk used: the last one grows
+            return last, True
+        key = due_ms if last is None else last + 1
+        self.keys.insert(i, key)
+        self.open[due_ms] = (key, n)
+        return key, False
 
     def pop_until(self, until_ms: int) -> list[int]:
-        """Take out and return the times <= ``until_ms``, in order."""
-        cut = bisect_right(self.times, until_ms)
-        due, self.times = self.times[:cut], self.times[cut:]
+        """Take out and return the keys whose due time is <= ``until_ms``, in order."""
+        cut = bisect_right(self.keys, due_time_of(until_ms) + DUE_CHUNKS - 1)
+        due, self.keys = self.keys[:cut], self.keys[cut:]
+        for key in due:
+            self.open.pop(due_time_of(key), None)
         return due
 
 
