@@ -545,12 +545,14 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         if not keys:
             return
         latest: dict[int, int] = {}  # customer -> the latest of their due times handled here
+        times: set[int] = set()
         for key in keys:  # in order of due time
             t = due_time_of(key)
+            times.add(t)
             for cid in decode_customers(self.due.get(key)):
                 latest[cid] = t
             self.due.remove(key)
-        for t in {due_time_of(key) for key in keys} - {timestamp}:
+        for t in times - {timestamp}:
             timers.delete_event_time_timer(t)
         for cid, t in sorted(latest.items(), key=lambda item: item[1]):
             state = self.states.get(cid)

@@ -170,7 +170,7 @@ class DueSchedule:
             return key, True
         i = bisect_right(self.keys, due_ms + DUE_CHUNKS - 1)
         last = self.keys[i - 1] if i and self.keys[i - 1] >= due_ms else None
-        if last is not None and last == due_ms + DUE_CHUNKS - 1:
+        if last == due_ms + DUE_CHUNKS - 1:
             self.open[due_ms] = (last, count + n)  # every chunk used: the last one grows
             return last, True
         key = due_ms if last is None else last + 1
