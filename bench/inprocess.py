@@ -47,7 +47,7 @@ def naive_logic(logic: CustomerLogic) -> CustomerLogic:
 def run_loop(workload: Workload, logic: CustomerLogic, out_of_orderness_ms: int,
              max_interactions: int | None = None, drift_publish_every: int = 0) -> dict[str, Any]:
     runner = LocalRunner(logic, out_of_orderness_ms, drift_publish_every)
-    scored = events = 0
+    scored = events = labels = positives = 0
     t0 = time.perf_counter()
     for offset, (topic, key, value, ts) in enumerate(workload.records):
         events += 1
@@ -57,13 +57,19 @@ def run_loop(workload: Workload, logic: CustomerLogic, out_of_orderness_ms: int,
                 scored += r["kind"] == "interaction"
             for label in out.labels:
                 orjson.dumps(label)
+                labels += 1
+                positives += label["label"]
         if max_interactions is not None and scored >= max_interactions:
             break
     seconds = time.perf_counter() - t0
+    if max_interactions is None:  # the labels still pending at the end, as the job resolves them
+        for out in runner.finish():
+            labels += len(out.labels)
+            positives += sum(label["label"] for label in out.labels)
     states = list(runner.states.values())[:2000]
     sizes = [len(encode_state(s)) for s in states]
     return {"events": events, "interactions_scored": scored, "seconds": round(seconds, 3),
             "eps": round(scored / seconds, 1), "input_events_per_s": round(events / seconds, 1),
-            "customers": len(runner.states),
+            "customers": len(runner.states), "labels": labels, "positives": positives,
             "state_bytes_per_customer_mean": round(sum(sizes) / max(len(sizes), 1)),
             "state_bytes_per_customer_max": max(sizes, default=0)}

@@ -17,6 +17,7 @@ Results: a table on stdout and bench/results/<timestamp>.json.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import platform
@@ -185,7 +186,12 @@ def _collect_scores(cfg: Config, want: Callable[[dict[str, dict[str, Any]]], boo
 def _label_times(cfg: Config, want: int, timeout_s: float, job: Any = None) -> list[int]:
     """Broker timestamps of the label records (one per interaction once its label resolved),
     until ``want`` are there or ``timeout_s`` passes (then whatever arrived)."""
-    labels = _collect(cfg, cfg.kafka.labels_topic, lambda msg, r: msg.timestamp()[1],
+    return [ts for ts, _ in _labels(cfg, want, timeout_s, job)]
+
+
+def _labels(cfg: Config, want: int, timeout_s: float, job: Any = None) -> list[tuple[int, int]]:
+    """(broker timestamp, label) of the label records, in time order, as :func:`_label_times`."""
+    labels = _collect(cfg, cfg.kafka.labels_topic, lambda msg, r: (msg.timestamp()[1], r["label"]),
                       lambda seen: len(seen) >= want, timeout_s, job, "labels", partial=True)
     return sorted(labels.values())
 
@@ -261,13 +267,17 @@ def _run_job(cfg: Config, run_dir: Path, interactions: int, mode: str,
         eps = interactions / span if span > 0 else float("nan")
         say(f"job, python {mode} mode: {eps:,.0f} interactions/s over {span:.1f}s "
             f"(first score {ts[0] / 1000 - t_submit:.0f}s after start)")
-        # The whole path ends when the last label has been learned: on a preloaded backlog the
-        # watermark trails the reading, so most labels resolve after the last score.
-        labels = _label_times(cfg, interactions, timeout_s=600, job=job)
+        # The whole path ends when the last label has been learned (the last labels fall due
+        # after the last score: the watermark trails the reading by the horizon).
+        resolved = _labels(cfg, interactions, timeout_s=600, job=job)
+        labels = [t for t, _ in resolved]
+        positives = sum(y for _, y in resolved)
+        during = bisect.bisect_right(labels, ts[-1])
         learned_span = (labels[-1] - ts[0]) / 1000 if labels else float("nan")
         learned_eps = len(labels) / learned_span if labels and learned_span > 0 else float("nan")
         say(f"job, python {mode} mode: {len(labels):,} labels learned, the last {learned_span:.1f}s "
-            f"after the first score: {learned_eps:,.0f} interactions/s scored and learned from")
+            f"after the first score: {learned_eps:,.0f} interactions/s scored and learned from; "
+            f"{during:,} before the last score; {positives:,} positive")
         time.sleep(max(0.0, cfg.job.checkpoint_interval_ms / 1000 * 1.5))  # one more checkpoint
     finally:
         if sampler is not None:
@@ -277,7 +287,7 @@ def _run_job(cfg: Config, run_dir: Path, interactions: int, mode: str,
         cfg.kafka.scores_topic, cfg.kafka.labels_topic = base_topic, base_labels
     return {"eps": round(eps, 1), "seconds": round(span, 1),
             "learned_eps": round(learned_eps, 1), "learned_seconds": round(learned_span, 1),
-            "labels": len(labels),
+            "labels": len(labels), "labels_before_last_score": during, "positives": positives,
             "memory_peak": sampler.peak if sampler else {},
             "checkpoints": _checkpoints(run_dir / "logs" / "flink")}
 
@@ -471,10 +481,11 @@ def _du(path: Path) -> int:
 
 def measure_state_scale(cfg: Config, run_dir: Path, customers: int, say: Callable[[str], None],
                         returning: int | None = None) -> dict[str, Any]:
-    """The job on the rocksdb backend with ``customers`` customers in state. Throughput while the
-    first 10-20 % of them are created (small state) against the ``returning`` interactions
-    (default: a tenth of the customers, at least 10,000) of customers at random once all are in
-    state; bytes per customer in RocksDB's files."""
+    """The job on the rocksdb backend with ``customers`` customers in state. Throughput while a
+    tenth of them are created (small state: from the 10 % point, or later if labels were not yet
+    resolving) against the ``returning`` interactions (default: a tenth of the customers, at
+    least 10,000) of customers at random once all are in state; labels resolved per second in
+    both; bytes per customer in RocksDB's files."""
     from livefit.cli import start_job
 
     returning = returning if returning is not None else max(10_000, customers // 10)
@@ -508,17 +519,36 @@ def measure_state_scale(cfg: Config, run_dir: Path, customers: int, say: Callabl
         scores = _collect_scores(cfg, done, timeout_s=7200, job=job)
         state_bytes = _du(rocksdb_dir)
         time.sleep(cfg.job.checkpoint_interval_ms / 1000 * 1.5)
+        label_ts = _label_times(cfg, total, timeout_s=30, job=job)
 
-        def eps(lo: int, hi: int) -> float:
+        def window(lo: int, hi: int) -> dict[str, float]:
             ts = sorted(v["broker_ts"] for v in scores.values() if lo < v["interaction_id"] <= hi)
-            return round(len(ts) / ((ts[-1] - ts[0]) / 1000), 1) if len(ts) > 1 and ts[-1] > ts[0] else float("nan")
+            if len(ts) < 2 or ts[-1] <= ts[0]:
+                return {"eps": float("nan"), "labels_per_s": float("nan")}
+            span = (ts[-1] - ts[0]) / 1000
+            labels = bisect.bisect_right(label_ts, ts[-1]) - bisect.bisect_left(label_ts, ts[0])
+            return {"eps": round(len(ts) / span, 1), "labels_per_s": round(labels / span, 1)}
 
-        small_eps = eps(customers // 10, customers // 5)
-        full_eps = eps(customers, total)
+        # Compared like for like: every interaction's label falls due 120 s of event time later,
+        # so the small-state window starts once labels resolve (after the empty topics went idle).
+        first_label = label_ts[0] if label_ts else float("inf")
+        start = max(customers // 10, sum(1 for v in scores.values() if v["broker_ts"] < first_label))
+        if start + customers // 10 > customers // 2:  # too few customers to wait for the labels
+            start = customers // 10
+        small = window(start, start + customers // 10)
+        full = window(customers, total)
+        say(f"  labels resolved per second: {small['labels_per_s']:,.0f} while small, "
+            f"{full['labels_per_s']:,.0f} with all in state"
+            + ("" if small["labels_per_s"] >= 0.5 * small["eps"] else
+               " (labels were not resolving yet while the state was small: not like for like)"))
+        small_eps, full_eps = small["eps"], full["eps"]
         out = {"customers": customers, "returning_interactions": returning, "state_backend": "rocksdb",
                "managed_memory_mb": cfg.flink.managed_memory_mb or "flink default (128 MB locally)",
                "timers": cfg.flink.rocksdb_timers,
+               "small_state_interactions": [start + 1, start + customers // 10],
                "eps_small_state": small_eps, "eps_all_in_state": full_eps,
+               "labels_per_s_small_state": small["labels_per_s"],
+               "labels_per_s_all_in_state": full["labels_per_s"],
                "ratio_all_in_state_vs_small": round(full_eps / small_eps, 3),
                "rocksdb_bytes_on_disk": state_bytes,
                "rocksdb_bytes_per_customer": round(state_bytes / customers),

@@ -657,12 +657,14 @@ def kafka_sink(cfg: Config) -> KafkaSink:
 def event_time_watermarks(cfg: Config) -> WatermarkStrategy:
     """Per-split watermarks on the change's own time (see ChangeEventTimeAssigner.java): a Python
     assigner would run after the source and lose the per-topic view, letting one topic's progress
-    fire another's timers early."""
+    fire another's timers early. An empty topic goes idle also while the job is backpressured
+    (QuietSplitIdleness.java): with Flink's withIdleness, no label fell due during a catch-up."""
     jvm = get_gateway().jvm
-    j_strategy = (jvm.org.apache.flink.api.common.eventtime.WatermarkStrategy
-                  .forBoundedOutOfOrderness(jvm.java.time.Duration.ofMillis(cfg.job.max_out_of_orderness_ms))
-                  .withTimestampAssigner(jvm.livefit.flink.ChangeEventTimeAssigner())
-                  .withIdleness(jvm.java.time.Duration.ofMillis(cfg.job.source_idleness_ms)))
+    duration = jvm.java.time.Duration
+    j_strategy = (jvm.livefit.flink.QuietSplitIdleness
+                  .strategy(duration.ofMillis(cfg.job.max_out_of_orderness_ms),
+                            duration.ofMillis(cfg.job.source_idleness_ms))
+                  .withTimestampAssigner(jvm.livefit.flink.ChangeEventTimeAssigner()))
     return WatermarkStrategy(j_strategy)
 
 
@@ -753,6 +755,11 @@ def flink_settings(cfg: Config, checkpoint_dir: str | None,
         "python.fn-execution.bundle.time": str(f.bundle_time_ms),
         "python.state.cache-size": str(f.python_state_cache_size),
         "state.backend.type": f.state_backend,
+        # Local execution: the embedded cluster's servers (REST, RPC, data) listen on loopback
+        # only. A remote cluster keeps its own addresses (its config file sets them).
+        "rest.bind-address": "127.0.0.1",
+        "jobmanager.bind-host": "127.0.0.1",
+        "taskmanager.bind-host": "127.0.0.1",
     }
     if f.state_backend == "rocksdb":
         if f.rocksdb_timers not in ("rocksdb", "heap"):
@@ -824,6 +831,11 @@ def main(argv: list[str] | None = None) -> None:
     cfg = cfg.resolved()
     # Local execution: Flink's own log (failovers, restarts) next to livefit's, not in site-packages.
     os.environ.setdefault("FLINK_LOG_DIR", str(cfg.run_dir / "logs" / "flink"))
+    # Local execution: PyFlink would start a "loopback" gRPC worker pool in this process,
+    # listening on every interface ([::]:0, hard-coded in its BeamFnLoopbackWorkerPoolServicer).
+    # Thread mode never uses it; process mode then starts its Python workers as processes, as
+    # a cluster does. PyFlink reads this variable in StreamExecutionEnvironment._open.
+    os.environ.setdefault("_python_worker_execution_mode", "process")
     # Fail before submitting if the model cannot be served (missing, tampered, wrong features).
     model = OfflineModel.load_for_serving(cfg.job.model_dir, cfg.job.model_name, cfg.job.model_version,
                                           warn=lambda m: _announce(f"WARNING {m}"))

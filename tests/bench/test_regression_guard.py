@@ -41,3 +41,10 @@ def test_job_keeps_its_ratio_to_the_in_process_limit():
           f"{r['naive_eps']:.0f}/s, job/limit {r['ratio_job_limit']:.3f} (guard {GUARD_JOB_OVER_LIMIT})")
     assert r["interactions"] > 3000
     assert r["ratio_job_limit"] >= GUARD_JOB_OVER_LIMIT
+    # The job learns what the in-process loop learns: a watermark that passed orders not yet
+    # read (a split taken for idle too early) would turn their positives into negatives.
+    job, limit = r["job_by_mode"][r["job_mode"]], r["limit"]
+    print(f"[bench-guard] labels: job {job['labels']} ({job['positives']} positive), "
+          f"in-process {limit['labels']} ({limit['positives']} positive)")
+    assert job["labels"] == limit["labels"] == r["interactions"]
+    assert abs(job["positives"] - limit["positives"]) <= 0.02 * limit["positives"]

@@ -180,3 +180,16 @@ def test_every_interaction_is_scored_once_and_the_job_survives_bad_input(pipelin
     # ... and the job kept running through all of it, without a single failover.
     assert p.job.poll() is None
     assert job_failovers(p.cfg.run_dir) == []
+
+
+def test_the_local_job_listens_on_loopback_only(pipeline):
+    """Local execution starts Flink's servers (REST, RPC, data) inside the job's JVM: none of
+    them may be reachable from outside the machine."""
+    import psutil
+
+    job = psutil.Process(pipeline.job.pid)
+    listening = [c.laddr for p in [job, *job.children(recursive=True)]
+                 for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    print(f"\n[e2e] the job listens on {sorted(f'{a.ip}:{a.port}' for a in listening)}")
+    assert listening, "the local job's REST endpoint should be listening"
+    assert all(a.ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for a in listening), listening
