@@ -62,14 +62,14 @@ def run_loop(workload: Workload, logic: CustomerLogic, out_of_orderness_ms: int,
         if max_interactions is not None and scored >= max_interactions:
             break
     seconds = time.perf_counter() - t0
+    customers = len(runner.states)
+    sizes = [len(encode_state(s)) for s in list(runner.states.values())[:2000]]
     if max_interactions is None:  # the labels still pending at the end, as the job resolves them
-        for out in runner.finish():
+        for out in runner.finish():  # (the end of time also expires every customer)
             labels += len(out.labels)
             positives += sum(label["label"] for label in out.labels)
-    states = list(runner.states.values())[:2000]
-    sizes = [len(encode_state(s)) for s in states]
     return {"events": events, "interactions_scored": scored, "seconds": round(seconds, 3),
             "eps": round(scored / seconds, 1), "input_events_per_s": round(events / seconds, 1),
-            "customers": len(runner.states), "labels": labels, "positives": positives,
+            "customers": customers, "labels": labels, "positives": positives,
             "state_bytes_per_customer_mean": round(sum(sizes) / max(len(sizes), 1)),
             "state_bytes_per_customer_max": max(sizes, default=0)}
