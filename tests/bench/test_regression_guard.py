@@ -11,6 +11,9 @@ before, 1,464-1,595/s after): its time is mostly Flink's per-call cost (state, t
 into the JVM and the sink chained behind it). So the ratio here is now 0.19-0.22 (three runs).
 The guard sits at 0.12: below run-to-run noise, at what a return to two Python stages, to
 process mode or to pickling whole objects into state would give against the faster limit.
+
+It also holds the job's labels to the in-process loop's: the same count, and positives within
+2 % (equal when measured: 418 of 3,695 here, 4,030 of 34,213 on the 2k-customer workload).
 """
 
 from __future__ import annotations
