@@ -116,6 +116,10 @@ class JobConfig:
     label_horizon_s: float = 120.0
     history_len: int = 20  # warm-up history kept per customer (most recent events)
     max_out_of_orderness_ms: int = 2_000
+    # A topic partition with nothing to read stops holding the watermark back after this long:
+    # of wall time while the source reads its other partitions, or of input activity time
+    # (Flink's rule) when it reads nothing (jobs/java/livefit/flink/QuietSplitIdleness.java).
+    # Shorter resolves labels sooner after a quiet spell but risks passing orders not yet read.
     source_idleness_ms: int = 5_000
     model_dir: str = "models/artifacts"
     model_name: str = "propensity"
