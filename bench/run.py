@@ -9,9 +9,10 @@
    fixed offered rate; commit (source.ts_ms) to score record (broker timestamp), p50/p95/p99.
 4. job-only latency: broker -> job -> broker, change events produced at a fixed rate into a
    running job whose state is warm; hand-off to the producer to score record (broker timestamp).
-5. state at scale: the rocksdb backend with N customers (100k and 1M; 100k in quick mode: with fewer, the small-state window passes before labels resolve) first
-   created, then returning at random; throughput with all N in state against throughput while
-   the state was still small, in the same run, and the bytes per customer on disk.
+5. state at scale: the rocksdb backend with N customers (100k and 1M; 100k in quick mode: with
+   fewer, the small-state window passes before labels resolve) first created, then returning at
+   random; throughput with all N in state against throughput while the state was still small,
+   in the same run, and the bytes per customer on disk.
 Results: a table on stdout and bench/results/<timestamp>.json.
 """
 
@@ -529,8 +530,9 @@ def measure_state_scale(cfg: Config, run_dir: Path, customers: int, say: Callabl
             labels = bisect.bisect_right(label_ts, ts[-1]) - bisect.bisect_left(label_ts, ts[0])
             return {"eps": round(len(ts) / span, 1), "labels_per_s": round(labels / span, 1)}
 
-        # Compared like for like: every interaction's label falls due 120 s of event time later,
-        # so the small-state window starts once labels resolve (after the empty topics went idle).
+        # Compared like for like: every interaction's label falls due job.label_horizon_s of event
+        # time later, so the small-state window starts once labels resolve (the empty topics must
+        # have gone idle first).
         first_label = label_ts[0] if label_ts else float("inf")
         start = max(customers // 10, sum(1 for v in scores.values() if v["broker_ts"] < first_label))
         if start + customers // 10 > customers // 2:  # too few customers to wait for the labels
