@@ -36,7 +36,7 @@ class Split:
         self.reader[0] = self.reader[0] + reader_records
         if own_record:
             self.gen.onEvent(None, 1_790_000_000_000, None)
-        return bool(self.gen.isIdle())
+        return bool(self.gen.checkIfIdle())
 
 
 @pytest.fixture

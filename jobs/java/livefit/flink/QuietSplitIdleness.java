@@ -81,15 +81,16 @@ public class QuietSplitIdleness<T> implements WatermarkGenerator<T> {
 
     @Override
     public void onPeriodicEmit(WatermarkOutput output) {
-        if (isIdle()) {
+        if (checkIfIdle()) {
             output.markIdle();
         } else {
             watermarks.onPeriodicEmit(output);
         }
     }
 
-    /** Whether the split is idle now (called once per periodic emit). */
-    public boolean isIdle() {
+    /** Whether the split is idle now. Counts the time since the last check: call it once per
+     *  periodic emit, as {@link #onPeriodicEmit} does. */
+    public boolean checkIfIdle() {
         long wall = wallClock.relativeTimeNanos();
         if (records != recordsAtCheck) {
             recordsAtCheck = records;
