@@ -184,14 +184,10 @@ def _collect_scores(cfg: Config, want: Callable[[dict[str, dict[str, Any]]], boo
     return _collect(cfg, cfg.kafka.scores_topic, _score_entry, want, timeout_s, job, "scores")
 
 
-def _label_times(cfg: Config, want: int, timeout_s: float, job: Any = None) -> list[int]:
-    """Broker timestamps of the label records (one per interaction once its label resolved),
-    until ``want`` are there or ``timeout_s`` passes (then whatever arrived)."""
-    return [ts for ts, _ in _labels(cfg, want, timeout_s, job)]
-
-
 def _labels(cfg: Config, want: int, timeout_s: float, job: Any = None) -> list[tuple[int, int]]:
-    """(broker timestamp, label) of the label records, in time order, as :func:`_label_times`."""
+    """(broker timestamp, label) of the label records (one per interaction once its label
+    resolved), in time order, until ``want`` are there or ``timeout_s`` passes (then whatever
+    arrived)."""
     labels = _collect(cfg, cfg.kafka.labels_topic, lambda msg, r: (msg.timestamp()[1], r["label"]),
                       lambda seen: len(seen) >= want, timeout_s, job, "labels", partial=True)
     return sorted(labels.values())
@@ -520,7 +516,7 @@ def measure_state_scale(cfg: Config, run_dir: Path, customers: int, say: Callabl
         scores = _collect_scores(cfg, done, timeout_s=7200, job=job)
         state_bytes = _du(rocksdb_dir)
         time.sleep(cfg.job.checkpoint_interval_ms / 1000 * 1.5)
-        label_ts = _label_times(cfg, total, timeout_s=30, job=job)
+        label_ts = [t for t, _ in _labels(cfg, total, timeout_s=30, job=job)]
 
         def window(lo: int, hi: int) -> dict[str, float]:
             ts = sorted(v["broker_ts"] for v in scores.values() if lo < v["interaction_id"] <= hi)
