@@ -6,7 +6,8 @@
    checkpoint sizes and durations read from Flink's log.
 2. limit and naive: the same records through bench/inprocess.py in this process.
 3. latency: the full embedded stack (PostgreSQL, Debezium, broker, job) with live traffic at a
-   fixed offered rate; commit (source.ts_ms) to score record (broker timestamp), p50/p95/p99.
+   fixed offered rate, after a warm-up at that rate; commit (source.ts_ms) to score record
+   (broker timestamp), p50/p95/p99, split at Debezium's envelope ts_ms and the score's scored_at.
 4. job-only latency: broker -> job -> broker, change events produced at a fixed rate into a
    running job whose state is warm; hand-off to the producer to score record (broker timestamp).
 5. state at scale: the rocksdb backend with N customers (100k and 1M; 100k in quick mode: with
@@ -38,7 +39,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from bench.inprocess import naive_logic, run_loop
 from livefit.config import Config, DataConfig, load_config
-from livefit.kafka_io import client_conf, ensure_topics, producer
+from livefit.kafka_io import client_conf, ensure_topics, producer, read_topic
 from livefit.stack import broker, manager
 from livefit.stack.procs import free_port, stop_pid
 from livefit.workload import build_workload
@@ -175,7 +176,7 @@ def _score_entry(msg: Any, r: dict[str, Any]) -> dict[str, Any] | None:
     if r.get("kind") != "interaction":
         return None  # order anomaly scores: measured as part of the work, counted apart
     return {"broker_ts": msg.timestamp()[1], "commit_ts": r["commit_ts"],
-            "snapshot": r["snapshot"], "interaction_id": r["interaction_id"]}
+            "snapshot": r["snapshot"], "interaction_id": r["interaction_id"], "scored_at": r["scored_at"]}
 
 
 def _collect_scores(cfg: Config, want: Callable[[dict[str, dict[str, Any]]], bool], timeout_s: float,
@@ -337,8 +338,14 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
 
 
 def measure_latency(cfg: Config, run_dir: Path, rate: float, seconds: float,
-                    say: Callable[[str], None]) -> dict[str, Any]:
-    """Commit to score with the whole path: PostgreSQL -> Debezium -> broker -> job -> broker."""
+                    say: Callable[[str], None], warmup_s: float = 10.0) -> dict[str, Any]:
+    """Commit to score with the whole path: PostgreSQL -> Debezium -> broker -> job -> broker.
+
+    Traffic runs ``warmup_s`` at ``rate`` before the measured ``seconds``: the first seconds of
+    live traffic after the snapshot are slower (JIT compilation of the streaming paths, first
+    timers), and their p99 is reported apart. The measured part is split by the Debezium
+    envelope's own ``ts_ms`` (when the connector processed the change) and the score's
+    ``scored_at``: commit -> Debezium -> (feeder, broker, job) -> scored -> score on the broker."""
     from livefit import datagen
     from livefit.cli import start_job
     from models.train import train
@@ -356,7 +363,12 @@ def measure_latency(cfg: Config, run_dir: Path, rate: float, seconds: float,
               r.job.history_len, say=lambda m: None)
         job = start_job(r, run_dir / "logs" / "job.log", env=_job_env(r, run_dir))
         _collect_scores(r, lambda s: len(s) > 0, timeout_s=240, job=job)  # job up, snapshot flowing
-        time.sleep(5)
+        # As in the job-only measurement: the snapshot's labels resolve at once when the idle
+        # topics stop holding the watermark; that warm-up burst is not the steady state.
+        _wait_until_quiet(r, r.kafka.labels_topic, min_s=r.job.source_idleness_ms / 1000 + 2,
+                          quiet_s=3.0, timeout_s=300)
+        t_warm = time.time() * 1000
+        warm = datagen.traffic(r.postgres.dsn, r.data, rate, duration_s=warmup_s)
         t0 = time.time() * 1000
         parts = {"job": job.pid, "feeder": stack.get("feeder_pid"), "postgres": stack.get("postgres_pid"),
                  "broker": stack.get("broker_pid")}
@@ -365,20 +377,46 @@ def measure_latency(cfg: Config, run_dir: Path, rate: float, seconds: float,
         counts = datagen.traffic(r.postgres.dsn, r.data, rate, duration_s=seconds)
         cores = cpu.cores()
         achieved = counts["interactions"] / seconds
+        live = counts["interactions"] + warm["interactions"]
         scores = _collect_scores(
-            r, lambda s: sum(1 for v in s.values() if not v["snapshot"] and v["commit_ts"] >= t0) >= counts["interactions"],
+            r, lambda s: sum(1 for v in s.values() if not v["snapshot"] and v["commit_ts"] >= t_warm) >= live,
             timeout_s=300, job=job)
-        lat = [v["broker_ts"] - v["commit_ts"] for v in scores.values() if not v["snapshot"] and v["commit_ts"] >= t0]
+        measured = [v for v in scores.values() if not v["snapshot"] and v["commit_ts"] >= t0]
+        warming = [v for v in scores.values() if not v["snapshot"] and t_warm <= v["commit_ts"] < t0]
+        lat = [v["broker_ts"] - v["commit_ts"] for v in measured]
+        cdc_ts = _debezium_ts(r)
+        split = {"commit_to_debezium": [cdc_ts[v["interaction_id"]] - v["commit_ts"] for v in measured
+                                        if v["interaction_id"] in cdc_ts],
+                 "debezium_to_scored": [v["scored_at"] - cdc_ts[v["interaction_id"]] for v in measured
+                                        if v["interaction_id"] in cdc_ts],
+                 "scored_to_broker": [v["broker_ts"] - v["scored_at"] for v in measured]}
         out = {"offered_rate": rate, "achieved_rate": round(achieved, 1), "seconds": seconds,
                "scored": len(lat), "p50": _pct(lat, 0.5), "p95": _pct(lat, 0.95), "p99": _pct(lat, 0.99),
+               "warmup_seconds": warmup_s,
+               "warmup_p99": _pct([v["broker_ts"] - v["commit_ts"] for v in warming], 0.99),
+               "split": {k: {"p50": _pct(x, 0.5), "p99": _pct(x, 0.99)} for k, x in split.items()},
                "cpu_cores": {**cores, "total": round(sum(cores.values()), 2), "machine": os.cpu_count()}}
-        say(f"latency at {achieved:,.0f}/s offered: p50 {out['p50']} ms, p95 {out['p95']} ms, p99 {out['p99']} ms; "
-            f"cores while offered: {out['cpu_cores']}")
+        say(f"latency at {achieved:,.0f}/s offered (after {warmup_s:.0f}s of warm-up, p99 "
+            f"{out['warmup_p99']} ms): p50 {out['p50']} ms, p95 {out['p95']} ms, p99 {out['p99']} ms; "
+            f"split p50/p99: {out['split']}; cores while offered: {out['cpu_cores']}")
         return out
     finally:
         if job is not None:
             stop_pid(job.pid, timeout_s=30)
         manager.down(cfg)
+
+
+def _debezium_ts(cfg: Config) -> dict[int, int]:
+    """interaction id -> the Debezium envelope's ts_ms (when the connector processed the change)."""
+    out: dict[int, int] = {}
+    for _key, value, _ts in read_topic(cfg.kafka, cfg.kafka.cdc_topic("interactions")):
+        if value is None:
+            continue
+        env = json.loads(value)
+        row = env.get("after") or {}
+        if "id" in row and env.get("ts_ms") is not None:
+            out[int(row["id"])] = int(env["ts_ms"])
+    return out
 
 
 def measure_job_latency(cfg: Config, run_dir: Path, data: DataConfig, rate: float, seconds: float,
@@ -690,6 +728,11 @@ def print_table(r: dict[str, Any]) -> None:
         *((f"latency commit->score at {rate}/s, feeder in the path: p50 / p95 / p99 (ms)",
            f"{v['p50']} / {v['p95']} / {v['p99']}")
           for rate, v in r["latency_ms"].items() if isinstance(v, dict)),
+        *(("  split p50 / p99 (ms): commit->Debezium, Debezium->scored, scored->broker",
+           " | ".join(f"{x['p50']} / {x['p99']}" for x in v["split"].values()))
+          for rate, v in r["latency_ms"].items() if isinstance(v, dict) and "split" in v),
+        *((f"  p99 in the {v['warmup_seconds']:.0f} s of warm-up traffic before (ms)", f"{v['warmup_p99']}")
+          for rate, v in r["latency_ms"].items() if isinstance(v, dict) and "warmup_p99" in v),
         *((f"  cores used while {rate}/s was offered", _cores_line(v["cpu_cores"]))
           for rate, v in r["latency_ms"].items() if isinstance(v, dict) and "cpu_cores" in v),
         *((f"job-only latency at {rate} events/s: p50 / p95 / p99 (ms)",

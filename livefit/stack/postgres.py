@@ -77,7 +77,10 @@ def init_cluster(data_dir: Path, port: int) -> None:
             "max_replication_slots = 8",
             "max_wal_senders = 8",
             "fsync = off",  # a local demo/test database; a real deployment points postgres.dsn elsewhere
-            "synchronous_commit = off",
+            # synchronous_commit stays on (the default): logical decoding sends only flushed WAL,
+            # and with it off a commit waited for the WAL writer (every 200 ms or more) before
+            # Debezium saw it: commit -> Debezium p50 188 ms vs 7 ms. With fsync off a flush is
+            # only a write().
             "",
         ])
     )

@@ -193,3 +193,13 @@ def test_the_local_job_listens_on_loopback_only(pipeline):
     print(f"\n[e2e] the job listens on {sorted(f'{a.ip}:{a.port}' for a in listening)}")
     assert listening, "the local job's REST endpoint should be listening"
     assert all(a.ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for a in listening), listening
+
+
+def test_the_embedded_database_hands_each_commit_to_debezium_at_once(stack):
+    """Logical decoding sends only WAL that is flushed. With synchronous_commit off a commit
+    waits for the WAL writer's next round (200 ms or more) before Debezium sees it, which was
+    most of the full path's latency (commit -> Debezium p50 188 ms, vs 7 ms with it on)."""
+    import psycopg
+
+    with psycopg.connect(stack.cfg.postgres.dsn) as conn:
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "on"
