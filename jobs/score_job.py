@@ -657,15 +657,20 @@ def kafka_sink(cfg: Config) -> KafkaSink:
 def event_time_watermarks(cfg: Config) -> WatermarkStrategy:
     """Per-split watermarks on the change's own time (see ChangeEventTimeAssigner.java): a Python
     assigner would run after the source and lose the per-topic view, letting one topic's progress
-    fire another's timers early. An empty topic goes idle also while the job is backpressured
-    (QuietSplitIdleness.java): with Flink's withIdleness, no label fell due during a catch-up."""
+    fire another's timers early. A partition with nothing to read goes idle by Flink's rule (its
+    input activity clock stands still while the job is backpressured, so a partition with data
+    waiting is not passed), or with ``job.source_idle_when_others_read`` also while the source
+    reads its other partitions (QuietSplitIdleness.java; see the config for when that is unsafe)."""
     jvm = get_gateway().jvm
     duration = jvm.java.time.Duration
-    j_strategy = (jvm.livefit.flink.QuietSplitIdleness
-                  .strategy(duration.ofMillis(cfg.job.max_out_of_orderness_ms),
-                            duration.ofMillis(cfg.job.source_idleness_ms))
-                  .withTimestampAssigner(jvm.livefit.flink.ChangeEventTimeAssigner()))
-    return WatermarkStrategy(j_strategy)
+    out_of_order = duration.ofMillis(cfg.job.max_out_of_orderness_ms)
+    idleness = duration.ofMillis(cfg.job.source_idleness_ms)
+    if cfg.job.source_idle_when_others_read:
+        j_strategy = jvm.livefit.flink.QuietSplitIdleness.strategy(out_of_order, idleness)
+    else:
+        j_strategy = (jvm.org.apache.flink.api.common.eventtime.WatermarkStrategy
+                      .forBoundedOutOfOrderness(out_of_order).withIdleness(idleness))
+    return WatermarkStrategy(j_strategy.withTimestampAssigner(jvm.livefit.flink.ChangeEventTimeAssigner()))
 
 
 def _by_topic(stream: DataStream, topics: list[str], keep: bool, name: str) -> DataStream:

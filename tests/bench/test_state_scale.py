@@ -1,8 +1,9 @@
 """The state-scale measurement on the real stack (Tansu, the job on RocksDB), small: labels must
 fall due while the job works through a preloaded backlog, although the orders and control topics
-are empty and the job is backpressured the whole time (QuietSplitIdleness.java). With Flink's
-own idleness rule no label resolved before the last score, and the "small state" throughput was
-measured without any of the label work."""
+are empty and the job is backpressured the whole time (QuietSplitIdleness.java, which the bench
+turns on for this workload: ``job.source_idle_when_others_read``). With Flink's own idleness rule
+no label resolved before the last score, and the "small state" throughput was measured without
+any of the label work."""
 
 from __future__ import annotations
 
