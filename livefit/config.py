@@ -116,9 +116,8 @@ class JobConfig:
     label_horizon_s: float = 120.0
     history_len: int = 20  # warm-up history kept per customer (most recent events)
     max_out_of_orderness_ms: int = 2_000
-    # A topic partition with nothing to read stops holding the watermark back after this long:
-    # of wall time while the source reads its other partitions, or of input activity time
-    # (Flink's rule) when it reads nothing (jobs/java/livefit/flink/QuietSplitIdleness.java).
+    # A topic partition with nothing to read stops holding the watermark back after this long of
+    # input activity time (Flink's rule: the clock stands still while the job is backpressured).
     # Shorter resolves labels sooner after a quiet spell but risks passing orders not yet read.
     source_idleness_ms: int = 5_000
     # Also count a partition as idle after source_idleness_ms without a record while the source
