@@ -385,10 +385,9 @@ def measure_latency(cfg: Config, run_dir: Path, rate: float, seconds: float,
         warming = [v for v in scores.values() if not v["snapshot"] and t_warm <= v["commit_ts"] < t0]
         lat = [v["broker_ts"] - v["commit_ts"] for v in measured]
         cdc_ts = _debezium_ts(r)
-        split = {"commit_to_debezium": [cdc_ts[v["interaction_id"]] - v["commit_ts"] for v in measured
-                                        if v["interaction_id"] in cdc_ts],
-                 "debezium_to_scored": [v["scored_at"] - cdc_ts[v["interaction_id"]] for v in measured
-                                        if v["interaction_id"] in cdc_ts],
+        at_debezium = [(v, cdc_ts[v["interaction_id"]]) for v in measured if v["interaction_id"] in cdc_ts]
+        split = {"commit_to_debezium": [t - v["commit_ts"] for v, t in at_debezium],
+                 "debezium_to_scored": [v["scored_at"] - t for v, t in at_debezium],
                  "scored_to_broker": [v["broker_ts"] - v["scored_at"] for v in measured]}
         out = {"offered_rate": rate, "achieved_rate": round(achieved, 1), "seconds": seconds,
                "scored": len(lat), "p50": _pct(lat, 0.5), "p95": _pct(lat, 0.95), "p99": _pct(lat, 0.99),
