@@ -45,20 +45,27 @@ def naive_logic(logic: CustomerLogic) -> CustomerLogic:
 
 
 def run_loop(workload: Workload, logic: CustomerLogic, out_of_orderness_ms: int,
-             max_interactions: int | None = None, drift_publish_every: int = 0) -> dict[str, Any]:
+             max_interactions: int | None = None, drift_publish_every: int = 0,
+             features: dict[int, list[float]] | None = None) -> dict[str, Any]:
+    """The work over ``workload`` in commit order, timed. ``features``, if given, gets each
+    labelled interaction's features as scored (the reference the job is compared with)."""
     runner = LocalRunner(logic, out_of_orderness_ms, drift_publish_every)
-    scored = events = labels = positives = 0
+    scored = events = labels = positives = without_product = 0
     t0 = time.perf_counter()
     for offset, (topic, key, value, ts) in enumerate(workload.records):
         events += 1
         for out in runner.process(topic, offset, ts, key, value):
             for r in out.records:
                 orjson.dumps(r)
-                scored += r["kind"] == "interaction"
+                if r["kind"] == "interaction":
+                    scored += 1
+                    without_product += not r["product_known"]
             for label in out.labels:
                 orjson.dumps(label)
                 labels += 1
                 positives += label["label"]
+                if features is not None:
+                    features[label["interaction_id"]] = label["features"]
         if max_interactions is not None and scored >= max_interactions:
             break
     seconds = time.perf_counter() - t0
@@ -68,8 +75,11 @@ def run_loop(workload: Workload, logic: CustomerLogic, out_of_orderness_ms: int,
         for out in runner.finish():  # (the end of time also expires every customer)
             labels += len(out.labels)
             positives += sum(label["label"] for label in out.labels)
+            if features is not None:
+                features.update((label["interaction_id"], label["features"]) for label in out.labels)
     return {"events": events, "interactions_scored": scored, "seconds": round(seconds, 3),
             "eps": round(scored / seconds, 1), "input_events_per_s": round(events / seconds, 1),
             "customers": customers, "labels": labels, "positives": positives,
+            "scored_without_product": without_product,
             "state_bytes_per_customer_mean": round(sum(sizes) / max(len(sizes), 1)),
             "state_bytes_per_customer_max": max(sizes, default=0)}

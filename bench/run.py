@@ -176,7 +176,8 @@ def _score_entry(msg: Any, r: dict[str, Any]) -> dict[str, Any] | None:
     if r.get("kind") != "interaction":
         return None  # order anomaly scores: measured as part of the work, counted apart
     return {"broker_ts": msg.timestamp()[1], "commit_ts": r["commit_ts"],
-            "snapshot": r["snapshot"], "interaction_id": r["interaction_id"], "scored_at": r["scored_at"]}
+            "snapshot": r["snapshot"], "interaction_id": r["interaction_id"], "scored_at": r["scored_at"],
+            "product_known": r["product_known"]}
 
 
 def _collect_scores(cfg: Config, want: Callable[[dict[str, dict[str, Any]]], bool], timeout_s: float,
@@ -185,11 +186,16 @@ def _collect_scores(cfg: Config, want: Callable[[dict[str, dict[str, Any]]], boo
     return _collect(cfg, cfg.kafka.scores_topic, _score_entry, want, timeout_s, job, "scores")
 
 
-def _labels(cfg: Config, want: int, timeout_s: float, job: Any = None) -> list[tuple[int, int]]:
+def _labels(cfg: Config, want: int, timeout_s: float, job: Any = None,
+            features: dict[int, list[float]] | None = None) -> list[tuple[int, int]]:
     """(broker timestamp, label) of the label records (one per interaction once its label
     resolved), in time order, until ``want`` are there or ``timeout_s`` passes (then whatever
-    arrived)."""
-    labels = _collect(cfg, cfg.kafka.labels_topic, lambda msg, r: (msg.timestamp()[1], r["label"]),
+    arrived). ``features``, if given, gets each interaction's features as scored."""
+    def entry(msg: Any, r: dict[str, Any]) -> tuple[int, int]:
+        if features is not None:
+            features.setdefault(r["interaction_id"], r["features"])
+        return msg.timestamp()[1], r["label"]
+    labels = _collect(cfg, cfg.kafka.labels_topic, entry,
                       lambda seen: len(seen) >= want, timeout_s, job, "labels", partial=True)
     return sorted(labels.values())
 
@@ -245,8 +251,9 @@ def _preload_and_train(cfg: Config, run_dir: Path, workload: Any,
 
 
 def _run_job(cfg: Config, run_dir: Path, interactions: int, mode: str,
-             say: Callable[[str], None]) -> dict[str, Any]:
-    """The job in one Python execution mode over the preloaded topics, into its own score topic."""
+             say: Callable[[str], None], reference: dict[int, list[float]]) -> dict[str, Any]:
+    """The job in one Python execution mode over the preloaded topics, into its own score topic.
+    ``reference``: each interaction's features as the in-process loop (commit order) scored it."""
     from livefit.cli import start_job
 
     base_topic, base_labels = cfg.kafka.scores_topic, cfg.kafka.labels_topic
@@ -267,7 +274,12 @@ def _run_job(cfg: Config, run_dir: Path, interactions: int, mode: str,
             f"(first score {ts[0] / 1000 - t_submit:.0f}s after start)")
         # The whole path ends when the last label has been learned (the last labels fall due
         # after the last score: the watermark trails the reading by the horizon).
-        resolved = _labels(cfg, interactions, timeout_s=600, job=job)
+        features: dict[int, list[float]] = {}
+        resolved = _labels(cfg, interactions, timeout_s=600, job=job, features=features)
+        parity = _feature_parity(scores, features, reference)
+        say(f"job, python {mode} mode: features as in commit order for {parity['identical']:,} of "
+            f"{parity['compared']:,} labelled interactions; {parity['scored_without_product']:,} "
+            "scored without their product's attributes")
         labels = [t for t, _ in resolved]
         positives = sum(y for _, y in resolved)
         during = bisect.bisect_right(labels, ts[-1])
@@ -286,8 +298,20 @@ def _run_job(cfg: Config, run_dir: Path, interactions: int, mode: str,
     return {"eps": round(eps, 1), "seconds": round(span, 1),
             "learned_eps": round(learned_eps, 1), "learned_seconds": round(learned_span, 1),
             "labels": len(labels), "labels_before_last_score": during, "positives": positives,
+            "feature_parity": parity,
             "memory_peak": sampler.peak if sampler else {},
             "checkpoints": _checkpoints(run_dir / "logs" / "flink")}
+
+
+def _feature_parity(scores: dict[str, dict[str, Any]], features: dict[int, list[float]],
+                    reference: dict[int, list[float]]) -> dict[str, int]:
+    """How far the job's features match a replay in commit order: the topics are read
+    independently, so on a preloaded backlog a customer's orders or a product's row may be
+    applied after (or before) the interactions they preceded (or followed) in the database."""
+    compared = [iid for iid in features if iid in reference]
+    return {"compared": len(compared),
+            "identical": sum(features[iid] == reference[iid] for iid in compared),
+            "scored_without_product": sum(not s["product_known"] for s in scores.values())}
 
 
 def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str], None],
@@ -308,13 +332,15 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
             cfg.job.model_dir, cfg.job.model_name, 0, cfg.job.anomaly_model_name,
             cfg.job.scoring_params())
         drift_every = cfg.job.drift_publish_every_labels
-        limit = run_loop(workload, logic, cfg.job.max_out_of_orderness_ms, drift_publish_every=drift_every)
+        reference: dict[int, list[float]] = {}
+        limit = run_loop(workload, logic, cfg.job.max_out_of_orderness_ms, drift_publish_every=drift_every,
+                         features=reference)
         say(f"in-process limit: {limit['eps']:,.0f} interactions/s")
         naive_n = min(workload.interactions, 3000)
         naive = run_loop(workload, naive_logic(logic), cfg.job.max_out_of_orderness_ms,
                          max_interactions=naive_n, drift_publish_every=drift_every)
         say(f"naive (sklearn per event, first {naive_n} interactions): {naive['eps']:,.0f} interactions/s")
-        runs = {mode: _run_job(cfg, run_dir / f"job-{mode}", workload.interactions, mode, say)
+        runs = {mode: _run_job(cfg, run_dir / f"job-{mode}", workload.interactions, mode, say, reference)
                 for mode in modes}
     finally:
         stop_pid(broker_pid)
@@ -724,6 +750,11 @@ def print_table(r: dict[str, Any]) -> None:
         *((f"  job throughput, {m} mode (interactions/s)", f"{v['eps']:,.0f}")
           for m, v in r.get("job_by_mode", {}).items() if m != r["job_mode"]),
         ("job, first score to last label learned (interactions/s)", f"{r.get('job_learned_eps', float('nan')):,.0f}"),
+        *((f"  job, {m} mode: features as in commit order / labelled; scored without product",
+           f"{v['feature_parity']['identical']:,} / {v['feature_parity']['compared']:,}; "
+           f"{v['feature_parity']['scored_without_product']:,} (in-process: "
+           f"{r['limit'].get('scored_without_product', 0):,})")
+          for m, v in r.get("job_by_mode", {}).items() if "feature_parity" in v),
         ("in-process limit (interactions/s)", f"{r['limit_eps']:,.0f}"),
         ("naive: sklearn per event (interactions/s)", f"{r['naive_eps']:,.0f}"),
         ("job / limit", f"{r['ratio_job_limit']:.3f}"),
