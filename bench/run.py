@@ -42,9 +42,10 @@ from livefit.config import Config, DataConfig, load_config
 from livefit.kafka_io import client_conf, ensure_topics, producer, read_topic
 from livefit.stack import broker, manager
 from livefit.stack.procs import free_port, stop_pid
-from livefit.workload import build_workload
-from udfs.customer import CustomerLogic
+from livefit.workload import Workload, build_workload
+from udfs.customer import CustomerLogic, ScoringParams
 from udfs.envelope import ChangeEvent, parse_record
+from udfs.replay import replay
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -253,7 +254,7 @@ def _preload_and_train(cfg: Config, run_dir: Path, workload: Any,
 def _run_job(cfg: Config, run_dir: Path, interactions: int, mode: str,
              say: Callable[[str], None], reference: dict[int, list[float]]) -> dict[str, Any]:
     """The job in one Python execution mode over the preloaded topics, into its own score topic.
-    ``reference``: each interaction's features as the in-process loop (commit order) scored it."""
+    ``reference``: each interaction's features as offline training computes them."""
     from livefit.cli import start_job
 
     base_topic, base_labels = cfg.kafka.scores_topic, cfg.kafka.labels_topic
@@ -277,7 +278,7 @@ def _run_job(cfg: Config, run_dir: Path, interactions: int, mode: str,
         features: dict[int, list[float]] = {}
         resolved = _labels(cfg, interactions, timeout_s=600, job=job, features=features)
         parity = _feature_parity(scores, features, reference)
-        say(f"job, python {mode} mode: features as in commit order for {parity['identical']:,} of "
+        say(f"job, python {mode} mode: features as offline training computes them for {parity['identical']:,} of "
             f"{parity['compared']:,} labelled interactions; {parity['scored_without_product']:,} "
             "scored without their product's attributes")
         labels = [t for t, _ in resolved]
@@ -303,11 +304,20 @@ def _run_job(cfg: Config, run_dir: Path, interactions: int, mode: str,
             "checkpoints": _checkpoints(run_dir / "logs" / "flink")}
 
 
+def offline_features(workload: Workload, params: ScoringParams) -> dict[int, list[float]]:
+    """Each interaction's features as offline training computes them (udfs.replay: the history
+    replayed in commit order through the job's feature code)."""
+    end_ms = max(e.ts_ms for e in workload.history)
+    return {ex.event.row_id: ex.x for ex in replay(workload.history, workload.products,
+                                                   params.history_len, params.label_horizon_ms, end_ms)}
+
+
 def _feature_parity(scores: dict[str, dict[str, Any]], features: dict[int, list[float]],
                     reference: dict[int, list[float]]) -> dict[str, int]:
-    """How far the job's features match a replay in commit order: the topics are read
-    independently, so on a preloaded backlog a customer's orders or a product's row may be
-    applied after (or before) the interactions they preceded (or followed) in the database."""
+    """How far the job's features (as its labels carry them) match ``reference``, the offline
+    replay's: equal only if the job applied every change in commit order (a customer's orders
+    after the interactions that preceded them, a product's row before the interactions that
+    followed it)."""
     compared = [iid for iid in features if iid in reference]
     return {"compared": len(compared),
             "identical": sum(features[iid] == reference[iid] for iid in compared),
@@ -332,9 +342,12 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
             cfg.job.model_dir, cfg.job.model_name, 0, cfg.job.anomaly_model_name,
             cfg.job.scoring_params())
         drift_every = cfg.job.drift_publish_every_labels
-        reference: dict[int, list[float]] = {}
+        reference = offline_features(workload, cfg.job.scoring_params())
+        loop_features: dict[int, list[float]] = {}
         limit = run_loop(workload, logic, cfg.job.max_out_of_orderness_ms, drift_publish_every=drift_every,
-                         features=reference)
+                         features=loop_features)
+        limit["feature_parity"] = {"compared": len(loop_features), "identical": sum(
+            reference.get(iid) == x for iid, x in loop_features.items())}
         say(f"in-process limit: {limit['eps']:,.0f} interactions/s")
         naive_n = min(workload.interactions, 3000)
         naive = run_loop(workload, naive_logic(logic), cfg.job.max_out_of_orderness_ms,
@@ -434,10 +447,12 @@ def measure_latency(cfg: Config, run_dir: Path, rate: float, seconds: float,
 def _debezium_ts(cfg: Config) -> dict[int, int]:
     """interaction id -> the Debezium envelope's ts_ms (when the connector processed the change)."""
     out: dict[int, int] = {}
-    for _key, value, _ts in read_topic(cfg.kafka, cfg.kafka.cdc_topic("interactions")):
+    for _key, value, _ts in read_topic(cfg.kafka, cfg.kafka.changes_topic):
         if value is None:
             continue
         env = json.loads(value)
+        if (env.get("source") or {}).get("table") != "interactions":
+            continue
         row = env.get("after") or {}
         if "id" in row and env.get("ts_ms") is not None:
             out[int(row["id"])] = int(env["ts_ms"])
@@ -750,9 +765,11 @@ def print_table(r: dict[str, Any]) -> None:
         *((f"  job throughput, {m} mode (interactions/s)", f"{v['eps']:,.0f}")
           for m, v in r.get("job_by_mode", {}).items() if m != r["job_mode"]),
         ("job, first score to last label learned (interactions/s)", f"{r.get('job_learned_eps', float('nan')):,.0f}"),
-        *((f"  job, {m} mode: features as in commit order / labelled; scored without product",
+        *((f"  job, {m} mode: features as offline training's / labelled; scored without product",
            f"{v['feature_parity']['identical']:,} / {v['feature_parity']['compared']:,}; "
            f"{v['feature_parity']['scored_without_product']:,} (in-process: "
+           f"{r['limit'].get('feature_parity', {}).get('identical', 0):,} / "
+           f"{r['limit'].get('feature_parity', {}).get('compared', 0):,}; "
            f"{r['limit'].get('scored_without_product', 0):,})")
           for m, v in r.get("job_by_mode", {}).items() if "feature_parity" in v),
         ("in-process limit (interactions/s)", f"{r['limit_eps']:,.0f}"),

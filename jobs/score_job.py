@@ -1,21 +1,23 @@
 """livefit scoring job (PyFlink DataStream API).
 
-    CDC + control topics --> cdc-source --+--> customer-changes --> shard-by-customer --> micro-batch (JVM) --+
-                                          |                                                                  v
-                                          +--> product-changes --> parse-broadcast --> score-and-learn
-                                                 (products, control)    |  broadcast state  |  parse, score, learn
-                                                                        |                   v
-                                                                        |             split-outputs (JVM)
-                                                                        v                   v
-                                                                 dead letters -------> kafka-sink
+    changes + control topics --> cdc-source --+--> changes --> shard-by-customer --> micro-batch (JVM) --+
+                                              |                (products: every shard)                    v
+                                              +--> control-messages --> parse-control --> score-and-learn
+                                                    (model choice, drift)   |  broadcast state  |  parse, score, learn
+                                                                            |                   v
+                                                                            |             split-outputs (JVM)
+                                                                            v                   v
+                                                                     dead letters -------> kafka-sink
                                                                                           ^   (livefit.scores / .labels /
                  drift examples, keyed by segment (JVM) --> learn-segment-drift ----------+    .metrics / .deadletter, and
                  (split off score-and-learn's output)        (drift corrections)                livefit.control: read back above)
 
-Customer changes are sharded in the JVM (CustomerKeyAssigner.java: customer id mod job.shards)
-and handed to Python in micro-batches per shard (MicroBatcher.java), parsed once inside the
-keyed operator: one Python stage, no pickled event crossing a shuffle, and PyFlink's fixed cost
-per element paid per batch. What a batch produces leaves Python as one element too, split into
+Debezium writes every table's changes into one topic in commit order (KafkaConfig.changes_topic).
+They are sharded in the JVM (ShardRouter.java: customer id mod job.shards; a product change goes
+to every shard, so each shard sees product rows and its customers' changes in commit order) and
+handed to Python in micro-batches per shard (MicroBatcher.java), parsed once inside the keyed
+operator: one Python stage, no pickled event crossing a shuffle, and PyFlink's fixed cost per
+element paid per batch. What a batch produces leaves Python as one element too, split into
 Kafka records in the JVM (OutputSplitter.java). Each customer's state is an entry of its shard's
 map state; a shard's labels and expiries fall due through one event-time timer (udfs.batch).
 
@@ -75,6 +77,7 @@ from udfs.batch import (
     decode_customers,
     due_time_of,
     encode_outputs,
+    reported_by_shard,
     round_due,
     shard_of,
 )
@@ -118,7 +121,6 @@ DEAD_LETTERS = OutputTag("dead-letters", KAFKA_OUT)
 # resolve in on_timer. Not one element per label: each is a call into Python, a state write and
 # a counter call (the drift learner was 22 % of the job while a backlog's labels resolved).
 DRIFT_EXAMPLES_ROUTE = "livefit:segment-drift-examples"
-PRODUCTS = MapStateDescriptor("products", Types.LONG(), Types.PICKLED_BYTE_ARRAY())
 MODEL_CHOICE = MapStateDescriptor("model-choice", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 DRIFT = MapStateDescriptor("segment-drift", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 
@@ -131,43 +133,26 @@ def _dead_letter_row(topic: str, dl: DeadLetter) -> Row:
     return Row(*_dead_letter(topic, dl))
 
 
-class ParseBroadcastChanges(ProcessFunction):
-    """Raw records of the products and control topics -> product changes and model choices (main
-    output, broadcast to every scoring task) and dead letters (side output)."""
+class ParseControl(ProcessFunction):
+    """Raw records of the control topic -> model choices and drift corrections (main output,
+    broadcast to every scoring task) and dead letters (side output)."""
 
-    def __init__(self, deadletter_topic: str, control_topic: str):
+    def __init__(self, deadletter_topic: str):
         self.deadletter_topic = deadletter_topic
-        self.control_topic = control_topic
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        metrics = runtime_context.get_metrics_group()
-        self.parsed = metrics.counter("events_parsed")
-        self.dead = metrics.counter("events_dead_lettered")
-        self.tombstones = metrics.counter("tombstones")
+        self.dead = runtime_context.get_metrics_group().counter("events_dead_lettered")
         _freeze_startup_heap()
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterable[Any]:
         topic, partition, offset, key, raw = value[0], value[1], value[2], value[4], value[5]
-        if topic == self.control_topic:
-            choice = parse_control(raw)
-            if isinstance(choice, ModelChoice | DriftCorrection):
-                yield choice
-                return
-            dead = DeadLetter(choice, topic, partition, offset, key, raw)
-        else:
-            rec = parse_record(topic, partition, offset, value[3], key, raw)
-            if isinstance(rec, Tombstone):
-                self.tombstones.inc()  # handled: the delete before it carried the row
-                return
-            if isinstance(rec, ChangeEvent) and rec.table == "products":
-                self.parsed.inc()
-                yield rec
-                return
-            dead = rec if isinstance(rec, DeadLetter) else DeadLetter(
-                f"a change of table {rec.table!r} on the products topic {topic!r}",
-                topic, partition, offset, key, raw)
+        choice = parse_control(raw)
+        if isinstance(choice, ModelChoice | DriftCorrection):
+            yield choice
+            return
         self.dead.inc()
-        yield DEAD_LETTERS, _dead_letter_row(self.deadletter_topic, dead)
+        yield DEAD_LETTERS, _dead_letter_row(self.deadletter_topic,
+                                             DeadLetter(choice, topic, partition, offset, key, raw))
 
 
 class ValueMetric:
@@ -290,11 +275,14 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         model = self.logic.model
         self.subtask = _subtask_index(runtime_context)
         self.restored_checked = False
-        # Products mirrored from broadcast state into a plain dict: every subtask sees every
-        # product change, so the mirror stays exact, and a read no longer costs a blocking round
-        # trip to the JVM (measured: a third of the scoring stage's time). After a restore it
-        # fills lazily from the broadcast state.
-        self.products: dict[int, Product | None] = {}
+        # Every shard keeps the products as its own stream has them so far (ShardRouter.java:
+        # product changes reach every shard in commit order with its customers' changes), in
+        # keyed map state, mirrored into a plain dict per shard: a read of Flink state is a
+        # blocking round trip to the JVM (measured: a third of the scoring stage's time when
+        # products were read from it). After a restore each mirror fills lazily from the state.
+        self.product_state = runtime_context.get_map_state(
+            MapStateDescriptor("products", Types.LONG(), Types.PICKLED_BYTE_ARRAY()))
+        self.products: dict[int, dict[int, Product | None]] = {}  # shard -> product id -> row
         metrics = runtime_context.get_metrics_group()
         self.swaps = metrics.counter("model_swaps")
         self.swaps_refused = metrics.counter("model_swaps_refused")
@@ -418,11 +406,20 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         watermark = ctx.timer_service().current_watermark()
         due: dict[int, list[int]] = {}  # due time -> customers, registered once per batch
         parsed = 0
+        products = self.products.setdefault(shard, {})
         for raw in batch:
             rec = parse_record(*raw)
             if isinstance(rec, Tombstone):
                 self.tombstones.inc()  # handled: the delete before it carried the row
                 continue
+            if isinstance(rec, ChangeEvent) and rec.table == "products":
+                try:
+                    self._apply_product(rec, products)
+                    parsed += shard == 0  # every shard applies it; one counts it
+                    continue
+                except Exception as exc:  # the validator let through a row Product cannot take
+                    rec = DeadLetter(f"product change not applied: {type(exc).__name__}: {exc}"[:500],
+                                     raw[0], raw[1], raw[2], raw[4], raw[5])
             if isinstance(rec, ChangeEvent) and (rec.customer_id is None
                                                  or shard_of(rec.customer_id, self.shards) != shard):
                 # The JVM-side shard (CustomerKeyAssigner.java) follows the parser's rules; if
@@ -433,11 +430,12 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                        f"{shard_of(rec.customer_id, self.shards)}")
                 rec = DeadLetter(why, raw[0], raw[1], raw[2], raw[4], raw[5])
             if isinstance(rec, DeadLetter):
-                self.dead.inc()
-                yield _dead_letter(self.deadletter_topic, rec)
+                if reported_by_shard(shard, raw[0], raw[5]):
+                    self.dead.inc()
+                    yield _dead_letter(self.deadletter_topic, rec)
                 continue
             parsed += 1
-            yield from self._score(rec, raw, ctx, watermark, due)
+            yield from self._score(rec, raw, products, watermark, due)
         self.counts.pending["events_parsed"] += parsed
         self._end_batch()
         if due:
@@ -448,14 +446,13 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                 self.due.put(key, add_customers(self.due.get(key) if append else None, customers))
                 timers.register_event_time_timer(t)
 
-    def _score(self, value: ChangeEvent, raw: RawRecord,
-               ctx: KeyedBroadcastProcessFunction.ReadOnlyContext, watermark: int,
-               due: dict[int, list[int]]) -> Iterable[OutputRecord]:
+    def _score(self, value: ChangeEvent, raw: RawRecord, products: dict[int, Product | None],
+               watermark: int, due: dict[int, list[int]]) -> Iterable[OutputRecord]:
         cid = value.customer_id
         assert cid is not None  # process_element dead-letters changes without a customer
         try:
             pid = value.product_id
-            product = self._product(pid, ctx) if pid is not None else None
+            product = self._product(pid, products) if pid is not None else None
             if pid is not None and product is None and value.table != "customers":
                 self.unknown_products.inc()
             known = self.states.get(cid)
@@ -503,13 +500,25 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             schedule = self.schedules[shard] = DueSchedule.of(self.due.keys())
         return schedule
 
-    def _product(self, pid: int, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> Product | None:
-        if pid in self.products:
-            return self.products[pid]
-        product = ctx.get_broadcast_state(PRODUCTS).get(pid)
+    def _product(self, pid: int, products: dict[int, Product | None]) -> Product | None:
+        """The product as this shard's stream has it (the current key is the shard)."""
+        if pid in products:
+            return products[pid]
+        product = self.product_state.get(pid)
         if product is not None:  # unknown ids are not remembered: bad input must not grow this
-            self.products[pid] = product
+            products[pid] = product
         return product
+
+    def _apply_product(self, change: ChangeEvent, products: dict[int, Product | None]) -> None:
+        """A product change, to this shard's products (the current key is the shard)."""
+        pid = int(change.row["id"])
+        if change.op == "d":
+            self.product_state.remove(pid)
+            products[pid] = None
+        else:
+            product = Product.from_row(change.row)
+            self.product_state.put(pid, product)
+            products[pid] = product
 
     def process_broadcast_element(self, value: Any, ctx: KeyedBroadcastProcessFunction.Context):
         if isinstance(value, ModelChoice):
@@ -520,16 +529,6 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             ctx.get_broadcast_state(DRIFT).put(value.segment, value)
             self.logic.drift[value.segment] = value.offset
             self.drift_applied.inc()
-            return
-        products = ctx.get_broadcast_state(PRODUCTS)
-        pid = int(value.row["id"])
-        if value.op == "d":
-            products.remove(pid)
-            self.products[pid] = None
-        else:
-            product = Product.from_row(value.row)
-            products.put(pid, product)
-            self.products[pid] = product
 
     def on_timer(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext):
         """Everything of this shard the watermark has passed: labels whose horizon is over (as
@@ -620,7 +619,7 @@ def kafka_source(cfg: Config) -> KafkaSource:
                 if cfg.job.start_from == "committed" else KafkaOffsetsInitializer.earliest())
     builder = (KafkaSource.builder()
                .set_bootstrap_servers(k.bootstrap_servers)
-               .set_topics(*k.cdc_topics(), k.control_topic)
+               .set_topics(k.changes_topic, k.control_topic)
                .set_group_id(k.consumer_group)
                .set_client_id_prefix(k.consumer_group)
                .set_starting_offsets(starting))
@@ -682,12 +681,16 @@ def _by_topic(stream: DataStream, topics: list[str], keep: bool, name: str) -> D
 
 
 def _keyed_in_jvm(stream: DataStream, j_key_assigner: Any, key_type: Any, value_type: Any,
-                  name: str, micro_batch: tuple[int, int] | None = None) -> KeyedStream:
+                  name: str, micro_batch: tuple[int, int] | None = None,
+                  fan_out: bool = False) -> KeyedStream:
     """``stream`` keyed by a JVM map to Row(key, value), the shape PyFlink's key_by builds (see
     its DataStream.key_by), so the value reaches the keyed Python operator without a Python
-    key-by stage in front of it. With ``micro_batch`` (max records, max ms) the values of each
-    key are first collected into batches (MicroBatcher.java), still in the JVM."""
-    with_key = DataStream(stream._j_data_stream.map(j_key_assigner)).name(name).uid(name)
+    key-by stage in front of it; with ``fan_out`` the assigner is a flat map that may hand a
+    value to several keys. With ``micro_batch`` (max records, max ms) the values of each key are
+    first collected into batches (MicroBatcher.java), still in the JVM."""
+    j_stream = stream._j_data_stream
+    j_with_key = j_stream.flatMap(j_key_assigner) if fan_out else j_stream.map(j_key_assigner)
+    with_key = DataStream(j_with_key).name(name).uid(name)
     if micro_batch is not None:
         jvm = get_gateway().jvm
         batched = jvm.livefit.flink.MicroBatcher.apply(with_key._j_data_stream, *micro_batch)
@@ -700,24 +703,25 @@ def _keyed_in_jvm(stream: DataStream, j_key_assigner: Any, key_type: Any, value_
 def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     """Add the livefit pipeline to ``env``."""
     j, k = cfg.job, cfg.kafka
-    raw = env.from_source(kafka_source(cfg), event_time_watermarks(cfg), "cdc-source", RAW_RECORD).uid("cdc-source")
+    # The uid names the topics read: a savepoint of the job that read one topic per table would
+    # otherwise restore splits of topics this job no longer reads.
+    raw = (env.from_source(kafka_source(cfg), event_time_watermarks(cfg), "cdc-source", RAW_RECORD)
+           .uid("cdc-source-changes"))
     jvm = get_gateway().jvm
-    to_broadcast = [k.cdc_topic("products"), k.control_topic]
-    # Products and control messages: parsed in Python, broadcast to every scoring task.
-    broadcast_inputs = (_by_topic(raw, to_broadcast, True, "product-changes")
-                        .process(ParseBroadcastChanges(k.deadletter_topic, k.control_topic),
-                                 output_type=Types.PICKLED_BYTE_ARRAY())
-                        .name("parse-broadcast").uid("parse-broadcast"))
-    products = broadcast_inputs.broadcast(PRODUCTS, MODEL_CHOICE)
-    # Customer changes: sharded and micro-batched in the JVM, so the raw bytes of many changes
-    # go to the keyed Python operator as one element.
-    customers = _keyed_in_jvm(_by_topic(raw, to_broadcast, False, "customer-changes"),
-                              jvm.livefit.flink.CustomerKeyAssigner(j.shards), Types.LONG(),
-                              Types.PRIMITIVE_ARRAY(Types.BYTE()), "shard-by-customer",
-                              micro_batch=(cfg.flink.micro_batch_records, cfg.flink.micro_batch_ms))
+    # Control messages: parsed in Python, broadcast to every scoring task.
+    control = (_by_topic(raw, [k.control_topic], True, "control-messages")
+               .process(ParseControl(k.deadletter_topic), output_type=Types.PICKLED_BYTE_ARRAY())
+               .name("parse-control").uid("parse-control"))
+    # Changes: sharded and micro-batched in the JVM, so the raw bytes of many changes go to the
+    # keyed Python operator as one element; a product change goes to every shard.
+    changes = _keyed_in_jvm(_by_topic(raw, [k.control_topic], False, "changes"),
+                            jvm.livefit.flink.ShardRouter(j.shards), Types.LONG(),
+                            Types.PRIMITIVE_ARRAY(Types.BYTE()), "shard-by-customer",
+                            micro_batch=(cfg.flink.micro_batch_records, cfg.flink.micro_batch_ms),
+                            fan_out=True)
     params = j.scoring_params()
-    scores = (customers
-              .connect(products)
+    scores = (changes
+              .connect(control.broadcast(MODEL_CHOICE, DRIFT))
               .process(ScoreAndLearn(str(Path(j.model_dir).resolve()), j.model_name, j.model_version,
                                      j.anomaly_model_name, params,
                                      {"scores": k.scores_topic, "deadletter": k.deadletter_topic,
@@ -725,14 +729,15 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
                                      j.quality_window_labels, j.metrics_every_labels, j.shards,
                                      j.state_cache_customers, j.drift_publish_every_labels > 0),
                       output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
-              # A new uid with the sharded state layout: a savepoint of the per-customer layout
-              # fails to restore loudly instead of starting every customer afresh.
-              .name("score-and-learn").uid("score-and-learn-sharded"))
+              # A new uid with each state layout (per customer; per shard; per shard with its
+              # products): a savepoint of an earlier layout fails to restore loudly instead of
+              # starting every customer afresh.
+              .name("score-and-learn").uid("score-and-learn-ordered"))
     # One element per Python call, split into Kafka records in the JVM.
     scores = DataStream(scores._j_data_stream.flatMap(jvm.livefit.flink.OutputSplitter())
                         ).name("split-outputs").uid("split-outputs")
     outputs = (_by_topic(scores, [DRIFT_EXAMPLES_ROUTE], False, "kafka-records")
-               .union(broadcast_inputs.get_side_output(DEAD_LETTERS)))
+               .union(control.get_side_output(DEAD_LETTERS)))
     if j.drift_publish_every_labels > 0:
         by_segment = _keyed_in_jvm(_by_topic(scores, [DRIFT_EXAMPLES_ROUTE], True, "drift-examples"),
                                    jvm.livefit.flink.RecordKeyAssigner(), Types.STRING(),

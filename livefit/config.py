@@ -11,8 +11,8 @@ resolved from ``<run_dir>/stack.json``, which ``livefit stack up`` writes.
 >>> cfg = load_config(env={"LIVEFIT_JOB__LABEL_HORIZON_S": "30"}, path=None)
 >>> cfg.job.label_horizon_s
 30.0
->>> cfg.kafka.cdc_topic("orders")
-'shop.public.orders'
+>>> cfg.kafka.changes_topic
+'shop.changes'
 """
 
 from __future__ import annotations
@@ -43,8 +43,14 @@ class KafkaConfig:
     properties: dict[str, str] = field(default_factory=dict)
     java_properties: dict[str, str] = field(default_factory=dict)  # e.g. sasl.jaas.config, ssl.truststore.location
     librdkafka_properties: dict[str, str] = field(default_factory=dict)  # e.g. sasl.username, ssl.ca.location
-    topic_prefix: str = "shop"  # Debezium topic.prefix: topics are <prefix>.public.<table>
+    topic_prefix: str = "shop"  # Debezium topic.prefix
     schema: str = "public"
+    # Debezium routes the changes of every captured table into this one topic (its
+    # ByLogicalTableRouter; deploy/debezium-shop.json), so the job reads them in commit order: a
+    # customer's interactions, orders and the product rows they refer to, as the database saw
+    # them; one topic per table would be read topic by topic on a backlog. It has one partition
+    # (kafka.partitions is for the other topics): the order holds only within a partition.
+    changes_topic: str = "shop.changes"
     scores_topic: str = "livefit.scores"
     deadletter_topic: str = "livefit.deadletter"
     labels_topic: str = "livefit.labels"  # resolved examples (features + label), for retraining
@@ -65,14 +71,8 @@ class KafkaConfig:
     def librdkafka_client_properties(self) -> dict[str, str]:
         return {**self.properties, **self.librdkafka_properties}
 
-    def cdc_topic(self, table: str) -> str:
-        return f"{self.topic_prefix}.{self.schema}.{table}"
-
-    def cdc_topics(self) -> list[str]:
-        return [self.cdc_topic(t) for t in CDC_TABLES]
-
     def all_topics(self) -> list[str]:
-        return [*self.cdc_topics(), self.scores_topic, self.deadletter_topic, self.labels_topic,
+        return [self.changes_topic, self.scores_topic, self.deadletter_topic, self.labels_topic,
                 self.metrics_topic, self.control_topic]
 
 

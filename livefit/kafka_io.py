@@ -24,7 +24,9 @@ def producer(kafka: KafkaConfig, **extra: Any) -> Producer:
 
 
 def ensure_topics(kafka: KafkaConfig, topics: list[str], timeout_s: float = 30.0) -> None:
-    """Create missing topics explicitly (Tansu auto-creates with 4 partitions otherwise)."""
+    """Create missing topics explicitly (Tansu auto-creates with 4 partitions otherwise). The
+    changes topic always gets one partition: the order of changes across tables holds only within
+    a partition (KafkaConfig.changes_topic)."""
     admin = AdminClient(client_conf(kafka))
     deadline = time.monotonic() + timeout_s
     while True:
@@ -39,7 +41,8 @@ def ensure_topics(kafka: KafkaConfig, topics: list[str], timeout_s: float = 30.0
     if not missing:
         return
     futures = admin.create_topics(
-        [NewTopic(t, num_partitions=kafka.partitions, replication_factor=kafka.replication_factor)
+        [NewTopic(t, num_partitions=1 if t == kafka.changes_topic else kafka.partitions,
+                  replication_factor=kafka.replication_factor)
          for t in missing]
     )
     for topic, fut in futures.items():

@@ -38,7 +38,9 @@ def change_record(cfg: Config, table: str, row: dict[str, Any], ts_ms: int,
                       "ts_ms": ts_ms, "snapshot": "false", "db": "shop", "schema": "public",
                       "table": table, "txId": lsn, "lsn": lsn * 8},
            "transaction": None, "op": "c", "ts_ms": ts_ms}
-    return (cfg.kafka.cdc_topic(table), json.dumps({"id": row["id"]}).encode(),
+    # The key as Debezium's ByLogicalTableRouter writes it: the row's id and its table.
+    key = {"id": row["id"], "__dbz__physicalTableIdentifier": f"{cfg.kafka.topic_prefix}.{cfg.kafka.schema}.{table}"}
+    return (cfg.kafka.changes_topic, json.dumps(key).encode(),
             json.dumps(env, separators=(",", ":")).encode(), ts_ms)
 
 

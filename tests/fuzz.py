@@ -13,7 +13,11 @@ def _base_envelope(table: str, rng: random.Random) -> dict[str, Any]:
     cid = 10_000_000 + rng.randrange(100)  # customers no real row uses: labels stay checkable
     row: dict[str, Any] = {"id": 50_000_000 + rng.randrange(10**6), "customer_id": cid,
                            "product_id": 1 + rng.randrange(30), "created_at": "2026-11-22T04:00:00Z"}
-    if table == "interactions":
+    if table == "products":  # products no real row uses: real scores stay as they were
+        row = {"id": 90_000_000 + rng.randrange(100), "category": rng.choice(["shoes", "bags"]),
+               "color": rng.choice(["red", "blue"]), "price": round(rng.uniform(1, 500), 2),
+               "created_at": "2026-11-22T04:00:00Z"}
+    elif table == "interactions":
         row["kind"] = rng.choice(["view", "click", "add_to_cart"])
     else:
         row.update(quantity=1, amount=round(rng.uniform(1, 500), 2), status="new")
@@ -24,12 +28,13 @@ def _base_envelope(table: str, rng: random.Random) -> dict[str, Any]:
 WEIRD = [None, "", "🚀 żółć", -1, 0, 2**63, 1e308, True, [], {}, "NaN", "9" * 400, -0.0]
 
 
-def fuzz_payloads(n: int, seed: int = 11) -> list[tuple[str, bytes | None]]:
-    """Seeded structural fuzzing: valid envelopes, then broken in one or more ways."""
+def fuzz_payloads(n: int, seed: int = 11, tables: tuple[str, ...] = ("interactions", "orders")
+                  ) -> list[tuple[str, bytes | None]]:
+    """Seeded structural fuzzing: valid envelopes of ``tables``, then broken in one or more ways."""
     rng = random.Random(seed)
     out: list[tuple[str, bytes | None]] = []
     for i in range(n):
-        table = rng.choice(["interactions", "orders"])
+        table = rng.choice(tables)
         env = _base_envelope(table, rng)
         how = rng.randrange(12)
         if how == 0:

@@ -32,6 +32,8 @@ from bisect import bisect_right
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
+
 # (topic, partition, offset, timestamp, key, value): RawRecordDeserializer.java's row
 RawRecord = tuple[str, int, int, int, bytes | None, bytes | None]
 
@@ -118,8 +120,40 @@ def decode_outputs(blob: bytes) -> list[OutputRecord]:
 
 
 def shard_of(customer_id: int, shards: int) -> int:
-    """The shard a customer's changes and state belong to (CustomerKeyAssigner.shardOf)."""
+    """The shard a customer's changes and state belong to (ShardRouter.shardOf)."""
     return customer_id % shards  # Python's % is a floor modulo, like Math.floorMod
+
+
+EVERY_SHARD_TABLE = "products"  # ShardRouter.EVERY_SHARD_TABLE
+
+
+def reported_by_shard(shard: int, topic: str, value: bytes | None) -> bool:
+    """Whether this shard reports a record that did not parse: a product change reaches every
+    shard (ShardRouter.java), and its dead letter must be written once, by shard 0. The JVM's
+    rule for "a product change", repeated: the envelope's ``source.table``, else the topic's last
+    segment. Only ever over-reports: shard 0 reports whatever it gets.
+
+    >>> product = b'{"op": "c", "source": {"table": "products"}, "after": {"price": "x"}}'
+    >>> reported_by_shard(0, "shop.changes", product), reported_by_shard(3, "shop.changes", product)
+    (True, False)
+    >>> reported_by_shard(3, "shop.changes", b'{"op": "c", "source": {"table": "orders"}}')
+    True
+    """
+    if shard == 0 or value is None:
+        return True
+    try:
+        env = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return True
+    if not isinstance(env, dict):
+        return True
+    if "op" not in env and isinstance(env.get("payload"), dict):
+        env = env["payload"]
+    source = env.get("source")
+    table = source.get("table") if isinstance(source, dict) else None
+    if not (isinstance(table, str) and table):
+        table = topic.rsplit(".", 1)[-1]
+    return table != EVERY_SHARD_TABLE
 
 
 def round_due(ts_ms: int) -> int:

@@ -53,6 +53,12 @@ def debezium_properties(cfg: Config, offsets_file: Path) -> dict[str, str]:
         "publication.autocreate.mode": "filtered",
         "table.include.list": tables,
         "topic.prefix": cfg.kafka.topic_prefix,
+        # Every table's changes into one topic, in commit order (KafkaConfig.changes_topic). The
+        # router adds the table to each key, so keys of different tables stay distinct.
+        "transforms": "route",
+        "transforms.route.type": "io.debezium.transforms.ByLogicalTableRouter",
+        "transforms.route.topic.regex": ".*",
+        "transforms.route.topic.replacement": cfg.kafka.changes_topic,
         "snapshot.mode": "initial",
         "converter.schemas.enable": "false",
         "key.converter.schemas.enable": "false",

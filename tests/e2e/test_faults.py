@@ -201,8 +201,9 @@ def test_feeder_killed_mid_batch_loses_nothing_and_duplicates_are_absorbed(harne
     time.sleep(1)
     manager.restart_feeder(h.cfg)
     expected = h.wait_all_scored("every interaction after the feeder restart")
-    cdc = read_topic(h.cfg.kafka, h.cfg.kafka.cdc_topic("interactions"), idle_polls=3)
-    created = [json.loads(v)["after"]["id"] for _k, v, _t in cdc if v and json.loads(v).get("after")]
+    cdc = read_topic(h.cfg.kafka, h.cfg.kafka.changes_topic, idle_polls=3)
+    created = [env["after"]["id"] for env in (json.loads(v) for _k, v, _t in cdc if v)
+               if env.get("after") and env["source"]["table"] == "interactions"]
     resent = len(created) - len(set(created))
     new_scores = h.col.scores[before:]
     FIGURES["feeder_kill"] = {"interactions_in_db": len(expected), "cdc_records_resent": resent,
@@ -238,7 +239,8 @@ def test_broker_unavailable_for_a_while_then_back(harness: Harness):
 def test_thousands_of_fuzzed_payloads_are_all_accounted_for(harness: Harness):
     h = harness
     failovers_before = job_failovers(h.stack.run_dir)
-    payloads = fuzz_payloads(3000)
+    # Product changes too: each reaches every shard (ShardRouter.java), a bad one is reported once.
+    payloads = fuzz_payloads(3000, tables=("interactions", "orders", "products"))
     prod = producer(h.cfg.kafka, **{"message.max.bytes": 2_000_000})
     delivered: list[tuple[str, int, int, bytes | None]] = []
 
@@ -246,8 +248,8 @@ def test_thousands_of_fuzzed_payloads_are_all_accounted_for(harness: Harness):
         assert err is None, err
         delivered.append((msg.topic(), msg.partition(), msg.offset(), msg.value()))
 
-    for table, value in payloads:
-        prod.produce(h.cfg.kafka.cdc_topic(table), key=b"fuzz", value=value, on_delivery=on_delivery)
+    for _table, value in payloads:
+        prod.produce(h.cfg.kafka.changes_topic, key=b"fuzz", value=value, on_delivery=on_delivery)
         prod.poll(0)
     assert prod.flush(60) == 0 and len(delivered) == len(payloads)
     del prod
@@ -264,8 +266,10 @@ def test_thousands_of_fuzzed_payloads_are_all_accounted_for(harness: Harness):
                    job=h.job, log=h.log)
     time.sleep(3)
     h.col.poll()
-    got_dead = {(d["topic"], d["partition"], d["offset"]) for d in h.col.dead[dead_before:]}
+    got = [(d["topic"], d["partition"], d["offset"]) for d in h.col.dead[dead_before:]]
+    got_dead = set(got)
     assert got_dead == expect_dead
+    assert len(got) == len(got_dead), "a payload was dead-lettered more than once"
     big = [d for d in h.col.dead[dead_before:] if (d["value"] or {}).get("truncated")]
     FIGURES["fuzz"] = {"payloads": len(payloads), "dead_lettered": len(got_dead),
                        "valid_interactions_scored": len(expect_scored),

@@ -74,7 +74,7 @@ def test_every_interaction_is_scored_once_and_the_job_survives_bad_input(pipelin
         # 3. Garbage written straight to a CDC topic, then more live traffic behind it.
         prod = producer(p.cfg.kafka)
         for raw in GARBAGE:
-            prod.produce(p.cfg.kafka.cdc_topic("interactions"), key=b"garbage", value=raw)
+            prod.produce(p.cfg.kafka.changes_topic, key=b"garbage", value=raw)
         assert prod.flush(10) == 0
         del prod
         after_garbage = insert_interactions(conn, [(c, 6, "click") for c in buyers] * 4)

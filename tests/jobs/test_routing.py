@@ -1,6 +1,7 @@
-"""The JVM keys customer changes before Python parses them (CustomerKeyAssigner.java): its rule
-must give every valid change the customer the Python parser gives it, or the keyed operator
-dead-letters the change as misrouted (never applies it to another customer's state)."""
+"""The JVM shards changes before Python parses them (ShardRouter.java): its rule must give every
+valid change the customer the Python parser gives it, or the keyed operator dead-letters the
+change as misrouted (never applies it to another customer's state); and it must send a product
+change to every shard exactly when Python expects it there (one dead letter per bad record)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from udfs.envelope import ChangeEvent, parse_record
 
 @pytest.fixture(scope="module")
 def java_customer_id(jvm) -> Any:
-    assigner = jvm.livefit.flink.CustomerKeyAssigner
+    assigner = jvm.livefit.flink.ShardRouter
     return lambda topic, value: int(assigner.customerId(topic, value))
 
 
@@ -43,6 +44,40 @@ def test_jvm_key_is_the_parsed_customer_for_every_valid_change(java_customer_id,
             valid += 1
             assert java_customer_id(topic, value) == rec.customer_id, (topic, value[:300])
     assert valid > 500  # the fuzzer keeps about half of its envelopes valid
+
+
+def test_product_changes_reach_every_shard_and_bad_ones_are_reported_once(jvm):
+    """A product change goes to every shard, anything else to one; where a record reaches every
+    shard, only shard 0 reports it if it does not parse (udfs.batch.reported_by_shard)."""
+    from pyflink.util.java_utils import to_jarray
+
+    from udfs.batch import reported_by_shard
+    from udfs.envelope import DeadLetter
+
+    shards = 16
+    router = jvm.livefit.flink.ShardRouter(shards)
+    records = fuzz_payloads(1500, seed=8, tables=("products", "interactions", "orders"))
+    fanned = valid_products = 0
+    for table, value in records:
+        row = jvm.org.apache.flink.types.Row.of(
+            to_jarray(jvm.Object, ["shop.changes", 0, 0, 0, None, value]))
+        out = jvm.java.util.ArrayList()
+        router.flatMap(row, jvm.org.apache.flink.api.common.functions.util.ListCollector(out))
+        got = sorted(int(out.get(i).getField(0)) for i in range(out.size()))
+        rec = parse_record("shop.changes", 0, 0, 0, None, value)
+        if isinstance(rec, ChangeEvent) and rec.table == "products":
+            valid_products += 1
+        if len(got) > 1:
+            fanned += 1
+            assert got == list(range(shards)), table
+            if isinstance(rec, ChangeEvent):
+                assert rec.table == "products"
+        else:
+            assert not (isinstance(rec, ChangeEvent) and rec.table == "products"), value
+        reporters = [s for s in got if reported_by_shard(s, "shop.changes", value)]
+        if isinstance(rec, DeadLetter):
+            assert len(reporters) == 1, (got, value[:200] if value else value)
+    assert valid_products > 150 and fanned > valid_products  # broken product changes fan out too
 
 
 def test_unreadable_records_get_the_unroutable_key(java_customer_id):
@@ -73,7 +108,7 @@ def test_drift_examples_are_keyed_by_their_kafka_key_in_the_jvm(java_customer_id
 def test_jvm_shards_match_the_python_shards(jvm):
     from udfs.batch import shard_of
 
-    assigner = jvm.livefit.flink.CustomerKeyAssigner
+    assigner = jvm.livefit.flink.ShardRouter
     for customer in (0, 1, 15, 16, 1001, -1, -(2**63), 2**63 - 1):
         for shards in (1, 7, 16, 32):
             assert int(assigner.shardOf(customer, shards)) == shard_of(customer, shards), (customer, shards)
