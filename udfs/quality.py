@@ -15,50 +15,49 @@ every ``every`` labels and exposes the numbers as Flink gauges.
 
 from __future__ import annotations
 
-import math
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 CALIBRATION_BINS = 10
 
 
-def roc_auc(ps: list[float], ys: list[int]) -> float | None:
-    """Mann-Whitney ROC-AUC with ties counted half; None when only one class is present."""
-    n_pos = sum(ys)
-    n_neg = len(ys) - n_pos
+def roc_auc(ps: Sequence[float], ys: Sequence[int]) -> float | None:
+    """Mann-Whitney ROC-AUC with ties counted half; None when only one class is present.
+    Vectorised: the job summarises a window of 2,000 labels every 500, and the loop in Python
+    took ~11 % of the scoring thread while a backlog's labels resolved (py-spy)."""
+    p = np.asarray(ps, dtype=np.float64)
+    y = np.asarray(ys, dtype=np.float64)
+    n_pos = float(y.sum())
+    n_neg = len(y) - n_pos
     if n_pos == 0 or n_neg == 0:
         return None
-    order = sorted(range(len(ps)), key=ps.__getitem__)
-    rank_sum = 0.0
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and ps[order[j + 1]] == ps[order[i]]:
-            j += 1
-        avg_rank = (i + j) / 2.0 + 1.0
-        rank_sum += avg_rank * sum(ys[order[k]] for k in range(i, j + 1))
-        i = j + 1
+    _, where, counts = np.unique(p, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    avg_rank = (ends - counts + ends + 1) / 2.0  # mean of the 1-based ranks a tie group spans
+    rank_sum = float(avg_rank[where] @ y)
     return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
 
-def log_loss(ps: list[float], ys: list[int], eps: float = 1e-6) -> float:
-    total = 0.0
-    for p, y in zip(ps, ys, strict=True):
-        p = min(max(p, eps), 1.0 - eps)
-        total -= math.log(p if y else 1.0 - p)
-    return total / max(len(ps), 1)
+def log_loss(ps: Sequence[float], ys: Sequence[int], eps: float = 1e-6) -> float:
+    p = np.clip(np.asarray(ps, dtype=np.float64), eps, 1.0 - eps)
+    y = np.asarray(ys, dtype=bool)
+    if len(p) == 0:
+        return 0.0
+    return float(-np.where(y, np.log(p), np.log1p(-p)).mean())
 
 
-def expected_calibration_error(ps: list[float], ys: list[int], bins: int = CALIBRATION_BINS) -> float:
+def expected_calibration_error(ps: Sequence[float], ys: Sequence[int], bins: int = CALIBRATION_BINS) -> float:
     """Mean |predicted - observed| over equal-width probability bins, weighted by bin size."""
-    sums = [[0.0, 0.0, 0] for _ in range(bins)]
-    for p, y in zip(ps, ys, strict=True):
-        b = sums[min(int(p * bins), bins - 1)]
-        b[0] += p
-        b[1] += y
-        b[2] += 1
-    n = max(len(ps), 1)
-    return sum(abs(sp - sy) for sp, sy, c in sums if c) / n
+    p = np.asarray(ps, dtype=np.float64)
+    if len(p) == 0:
+        return 0.0
+    y = np.asarray(ys, dtype=np.float64)
+    b = np.minimum((p * bins).astype(np.int64), bins - 1)
+    gap = np.bincount(b, weights=p, minlength=bins) - np.bincount(b, weights=y, minlength=bins)
+    return float(np.abs(gap).sum() / len(p))
 
 
 def metrics_record(summary: dict[str, dict[str, Any]], subtask: int, model: dict[str, Any],
@@ -87,15 +86,16 @@ class RollingQuality:
     def summary(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for model, pq in self._ps.items():
-            ps, ys = list(pq), list(self._ys[model])
+            ps = np.fromiter(pq, dtype=np.float64, count=len(pq))
+            ys = np.fromiter(self._ys[model], dtype=np.int64, count=len(pq))
             auc = roc_auc(ps, ys)
             out[model] = {
                 "labels": len(ps),
                 "labels_total": self.seen[model],
                 "log_loss": round(log_loss(ps, ys), 5),
                 "roc_auc": None if auc is None else round(auc, 5),
-                "mean_p": round(sum(ps) / max(len(ps), 1), 5),
-                "positive_rate": round(sum(ys) / max(len(ys), 1), 5),
+                "mean_p": round(float(ps.sum()) / max(len(ps), 1), 5),
+                "positive_rate": round(float(ys.sum()) / max(len(ys), 1), 5),
                 "calibration_error": round(expected_calibration_error(ps, ys), 5),
             }
         return out

@@ -40,3 +40,17 @@ def test_metrics_record_names_subtask_and_model():
     q.add("offline", 0.3, 1)
     rec = metrics_record(q.summary(), 1, {"name": "propensity", "version": 2}, 123)
     assert rec["kind"] == "quality" and rec["subtask"] == 1 and "offline" in rec["models"]
+
+
+def test_calibration_error_matches_its_definition_on_random_predictions():
+    rng = np.random.default_rng(3)
+    p = rng.random(2000)
+    p[:5] = [0.0, 1.0, 0.1, 0.9999, 0.5]  # bin edges, the top one included in the last bin
+    y = (rng.random(2000) < p).astype(int)
+    bins = [[0.0, 0.0] for _ in range(10)]
+    for pi, yi in zip(p, y, strict=True):
+        b = bins[min(int(pi * 10), 9)]
+        b[0] += pi
+        b[1] += yi
+    expected = sum(abs(sp - sy) for sp, sy in bins) / len(p)
+    assert expected_calibration_error(p.tolist(), y.tolist()) == pytest.approx(expected, abs=1e-12)
