@@ -26,8 +26,9 @@ from udfs.scoring import OfflineModel, OrderAnomalyModel
 class SklearnPerEvent(OfflineModel):
     """The offline model called the common way: one sklearn call per event."""
 
-    def logit_one(self, x: Any) -> float:
-        return logit(float(self.estimator.predict_proba(np.asarray([x], dtype=np.float64))[0, 1]))
+    def logit_and_scaled(self, x: Any) -> tuple[float, np.ndarray]:
+        p = float(self.estimator.predict_proba(np.asarray([x], dtype=np.float64))[0, 1])
+        return logit(p), self.standardize(x)
 
 
 class SklearnAnomalyPerEvent(OrderAnomalyModel):

@@ -96,8 +96,9 @@ class FastIsolationForest:
             threshold.append(np.where(is_leaf, np.inf, tr.threshold))
             leaf_value.append(plen + apl - 1.0)
         self.roots = offsets
-        self.left = np.concatenate(left)
-        self.right = np.concatenate(right)
+        # Both children of node n, right first: children[2n + (x <= threshold)] is the next node,
+        # one gather per level, on sklearn's own test (x <= threshold goes left).
+        self.children = np.stack([np.concatenate(right), np.concatenate(left)], axis=1).ravel()
         self.feature = np.concatenate(feature)
         self.threshold = np.concatenate(threshold)
         self.leaf_value = np.concatenate(leaf_value)
@@ -109,10 +110,9 @@ class FastIsolationForest:
         # sklearn compares float32 inputs with the float64 thresholds: do the same.
         X32 = np.asarray(X, dtype=np.float32).astype(np.float64)
         rows = np.arange(X32.shape[0])[:, None]
-        nodes = np.broadcast_to(self.roots, (X32.shape[0], len(self.roots))).copy()
+        nodes = np.broadcast_to(self.roots, (X32.shape[0], len(self.roots)))
         for _ in range(self.max_depth):
-            go_left = X32[rows, self.feature[nodes]] <= self.threshold[nodes]
-            nodes = np.where(go_left, self.left[nodes], self.right[nodes])
+            nodes = self.children[2 * nodes + (X32[rows, self.feature[nodes]] <= self.threshold[nodes])]
         depths = self.leaf_value[nodes].sum(axis=1)
         if self.denominator == 0:
             return -np.ones(X32.shape[0])
@@ -120,7 +120,14 @@ class FastIsolationForest:
 
     def anomaly_score_one(self, x: Sequence[float]) -> float:
         """In (0, 1]; about 0.5 or less is normal, close to 1 is clearly anomalous."""
-        return float(-self.score_samples(np.asarray([x], dtype=np.float64))[0])
+        # score_samples for one row, without the row axis (half the cost of a 1-row batch).
+        xv = np.asarray(x, dtype=np.float32).astype(np.float64)
+        nodes = self.roots
+        for _ in range(self.max_depth):
+            nodes = self.children[2 * nodes + (xv[self.feature[nodes]] <= self.threshold[nodes])]
+        if self.denominator == 0:
+            return 1.0
+        return float(2.0 ** (-self.leaf_value[nodes].sum() / self.denominator))
 
     def is_anomaly(self, score: float) -> bool:
         """sklearn's ``predict``: anomalous when ``score_samples < offset_``."""

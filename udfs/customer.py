@@ -284,9 +284,12 @@ class CustomerLogic:
         ts = ev.event_ts_ms
         x = interaction_features(state.profile, product, kind, ts)
         model, selected = self.propensity_model(state.profile)
-        offline_logit = model.logit_one(x)
+        if model is self.model:  # the residual learns on the personalised model's scale
+            offline_logit, xs = model.logit_and_scaled(x)
+        else:
+            offline_logit, xs = model.logit_one(x), self.model.standardize(x)
         shared = self.drift.get(segment_key(state.segment), 0.0)
-        p_online = state.online.predict_proba_one(self.model.standardize(x), offline_logit + shared)
+        p_online = state.online.predict_proba_one(xs, offline_logit + shared)
         history_len = len(state.profile.history)  # what the score was computed from
         cold = state.profile.n_interactions < COLD_START_INTERACTIONS
         state.profile.observe_interaction(product, kind, ts, self.params.history_len)

@@ -90,6 +90,7 @@ class OfflineModel(ServedModel):
     def __init__(self, estimator: Any, manifest: dict[str, Any]):
         super().__init__(estimator, manifest)
         self._linear = _linear_parameters(estimator)
+        self._inv_scale = None if self._linear is None else 1.0 / self._linear[1]
 
     @property
     def serves_cold_start(self) -> bool:
@@ -97,20 +98,25 @@ class OfflineModel(ServedModel):
         return bool(self.manifest.get("selection", {}).get("serve_for_cold_start", False))
 
     def logit_one(self, x: Sequence[float]) -> float:
-        if self._linear is not None:
-            _mean, _scale, coef, intercept = self._linear
-            return float(np.dot(self.standardize(x), coef) + intercept)
-        p = float(self.estimator.predict_proba(np.asarray([x], dtype=np.float64))[0, 1])
-        return logit(p)
+        return self.logit_and_scaled(x)[0]
+
+    def logit_and_scaled(self, x: Sequence[float]) -> tuple[float, np.ndarray]:
+        """The logit of ``x`` and ``x`` standardized (what the online residual learns on): the
+        job scales each row once, for this model and for the residual on top of it."""
+        xs = self.standardize(x)
+        if self._linear is None:
+            return logit(float(self.estimator.predict_proba(np.asarray([x], dtype=np.float64))[0, 1])), xs
+        return float(xs @ self._linear[2]) + self._linear[3], xs
 
     def standardize(self, x: Sequence[float]) -> np.ndarray:
         """``x`` on the scale the offline model's scaler puts it (as is for other estimators): the
         online residual learns on this scale so one prior fits every feature."""
-        xv = np.asarray(x, dtype=np.float64)
+        xv = np.array(x, dtype=np.float64)
         if self._linear is None:
             return xv
-        mean, scale = self._linear[0], self._linear[1]
-        return (xv - mean) / scale
+        xv -= self._linear[0]
+        xv *= self._inv_scale  # in place, no temporaries: this runs for every event
+        return xv
 
     def logit_many(self, X: np.ndarray) -> np.ndarray:
         if self._linear is not None:

@@ -18,6 +18,9 @@ def test_linear_fast_path_matches_sklearn():
     fast = np.array([m.logit_one(x) for x in X])
     assert fast == pytest.approx(pipe.decision_function(X), abs=1e-9)
     assert m.logit_many(X) == pytest.approx(pipe.decision_function(X), abs=1e-9)
+    logit, scaled = m.logit_and_scaled(X[0].tolist())  # the row the online residual learns on
+    assert logit == pytest.approx(pipe.decision_function(X[:1])[0], abs=1e-9)
+    assert scaled == pytest.approx(pipe.steps[0][1].transform(X[:1])[0], abs=1e-12)
 
 
 def test_other_estimators_use_predict_proba():
