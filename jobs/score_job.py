@@ -82,7 +82,7 @@ from udfs.batch import (
     shard_of,
 )
 from udfs.control import ModelChoice, parse_control
-from udfs.customer import CustomerLogic, CustomerState, Outcome, ScoringParams
+from udfs.customer import CustomerLogic, CustomerState, Outcome, ScoringParams, reapply
 from udfs.drift import (
     DriftCorrection,
     Example,
@@ -298,6 +298,9 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         self.counts = BatchCounters(metrics, "labels_resolved", "orders_scored", "orders_anomalous",
                                     "events_parsed", "events_scored", "sgd_updates")
         self.last_latency_ms: int | None = None  # of the batch's newest score, set once per batch
+        # The batch's changes applied so far, per customer, with the product they saw: to rebuild
+        # a customer's state if a later change of theirs fails half-way (see _roll_back).
+        self.applied: dict[int, list[tuple[ChangeEvent, Product | None]]] = {}
         self.examples: dict[str, list[Example]] = {}  # the call's labels, per segment, for the drift learner
         self.tombstones = metrics.counter("tombstones")
         self.dead = metrics.counter("events_dead_lettered")
@@ -340,8 +343,9 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             yield encode_outputs(outputs)
 
     def _end_batch(self) -> None:
-        """Once per batch or timer call: staged states to Flink state, counts to Flink metrics."""
+        """Once per batch or timer call: changed states to Flink state, counts to Flink metrics."""
         self.states.flush()
+        self.applied.clear()
         self.counts.flush()
         if self.last_latency_ms is not None:
             self.score_latency.set(self.last_latency_ms)
@@ -459,12 +463,13 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             state = CustomerState() if known is None else known
             outcome = self.logic.on_event(state, value, product, watermark_ms=watermark)
         except Exception as exc:  # one bad event must not stop the job: dead-letter it, as read
-            self.states.forget(cid)  # maybe half-changed: back to the state as last put
+            self._roll_back(cid, watermark)  # maybe half-changed
             self.dead.inc()
             dl = DeadLetter(f"scoring failed: {type(exc).__name__}: {exc}"[:500],
                             raw[0], raw[1], raw[2], raw[4], raw[5])
             yield _dead_letter(self.deadletter_topic, dl)
             return
+        self.applied.setdefault(cid, []).append((value, product))
         if outcome.duplicate:
             self.duplicates.inc()
             if known is not None:
@@ -481,6 +486,19 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         for ts in outcome.timers:
             due.setdefault(round_due(ts), []).append(cid)
         yield from self._emit(outcome)
+
+    def _roll_back(self, cid: int, watermark: int) -> None:
+        """The customer's state as it was before the change that failed: as last flushed, with
+        their earlier changes of this batch applied again."""
+        self.states.forget(cid)
+        done = self.applied.get(cid)
+        if not done:
+            return
+        state = reapply(self.logic, self.states.get(cid), done, watermark)
+        if state is None:
+            self.states.remove(cid)
+        else:
+            self.states.put(cid, state)
 
     def _check_shard_count(self, shard: int) -> None:
         stored = self.shard_count.value()

@@ -151,6 +151,21 @@ def decode_state(blob: bytes | CustomerState) -> CustomerState:
         expiry_timer_ms=expiry, positives=pos, negatives=neg, expired=expired)
 
 
+def reapply(logic: CustomerLogic, state: CustomerState | None,
+            changes: list[tuple[ChangeEvent, Product | None]],
+            watermark_ms: int | None = None) -> CustomerState | None:
+    """``state`` (None: the customer has none) after ``changes`` are applied again, in order, as
+    they were (same product attributes, same watermark), their outputs discarded: how a job
+    rebuilds a customer's state when a later change of the same batch failed half-way. The logic
+    is deterministic in these inputs, so the result equals the state before the failure.
+    """
+    for change, product in changes:
+        current = state if state is not None else CustomerState()
+        out = logic.on_event(current, change, product, watermark_ms=watermark_ms)
+        state = None if out.clear_state else current
+    return state
+
+
 @dataclass(frozen=True, slots=True)
 class ScoringParams:
     label_horizon_ms: int = 120_000

@@ -8,7 +8,14 @@ import random
 import pytest
 
 from tests.helpers import event, interaction, offline_model, order
-from udfs.customer import CustomerLogic, CustomerState, ScoringParams, decode_state, encode_state
+from udfs.customer import (
+    CustomerLogic,
+    CustomerState,
+    ScoringParams,
+    decode_state,
+    encode_state,
+    reapply,
+)
 from udfs.features import FEATURE_NAMES, Product
 from udfs.online import logit, sigmoid
 
@@ -268,3 +275,38 @@ def test_state_from_format_1_restores_with_no_shared_offset(logic):
     restored = decode_state(pickle.dumps(tuple(t)))
     assert restored.pending[0].shared_offset == 0.0
     assert restored.pending[0].x == s.pending[0].x
+
+
+def test_a_failed_change_is_rolled_back_to_the_state_after_the_last_good_one(logic):
+    """What the job does when a change fails half-way in a batch: the state as last flushed,
+    with the customer's earlier changes of the batch applied again (udfs.customer.reapply)."""
+    from udfs.state_cache import CustomerStateCache, MemoryStore
+
+    cache = CustomerStateCache(MemoryStore(), capacity=10)
+    before = [(interaction(1, 1_000), SHOE), (order(2, 2_000), SHOE)]
+    for ev, product in before:  # an earlier batch, flushed
+        state = cache.get(7) or CustomerState()
+        logic.on_event(state, ev, product, watermark_ms=0)
+        cache.put(7, state)
+    cache.flush()
+    batch = [(interaction(3, 3_000, product_id=2, kind="click"), BAG), (interaction(1, 1_000), SHOE),
+             (event("customers", "d", 7, 3_500), None), (interaction(4, 4_000), SHOE),
+             (order(5, 4_500), SHOE)]
+    def keep(state: CustomerState | None) -> None:
+        if state is None:
+            cache.remove(7)
+        else:
+            cache.put(7, state)
+
+    applied = []
+    for ev, product in batch:
+        state = cache.get(7) or CustomerState()
+        out = logic.on_event(state, ev, product, watermark_ms=500)
+        applied.append((ev, product))
+        keep(None if out.clear_state else state)
+        expected = None if out.clear_state else encode_state(state)  # after the last good change
+        state.positives += 100  # the next change fails half-way
+        cache.forget(7)
+        rebuilt = reapply(logic, cache.get(7), applied, watermark_ms=500)
+        assert (None if rebuilt is None else encode_state(rebuilt)) == expected
+        keep(rebuilt)

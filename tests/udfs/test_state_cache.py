@@ -32,12 +32,32 @@ def test_reads_and_the_store_after_a_flush_match_a_plain_dict(operations, capaci
             truth.pop(cid, None)
         elif op == "half-change" and state is not None:  # the logic failed half-way
             state.positives += 100
-            cache.forget(cid)
+            cache.forget(cid)  # back to the state as last flushed (the job then re-applies)
+            if cid in flushed:
+                truth[cid] = flushed[cid]
+            else:
+                truth.pop(cid, None)
         elif op == "flush":
             cache.flush()
             flushed = dict(truth)
             assert len(cache) <= capacity
             assert {c: decode_state(b).positives for c, b in store.items()} == flushed
+
+
+def test_a_state_is_encoded_once_per_flush_however_often_it_changed(monkeypatch):
+    import udfs.state_cache
+
+    encoded: list[int] = []
+    monkeypatch.setattr(udfs.state_cache, "encode_state",
+                        lambda s: encoded.append(s.positives) or encode_state(s))
+    cache = CustomerStateCache(MemoryStore(), capacity=10)
+    state = CustomerState()
+    for _ in range(5):
+        state.positives += 1
+        cache.put(1, state)
+    assert encoded == []
+    cache.flush()
+    assert encoded == [5]
 
 
 def test_a_state_is_decoded_once_and_then_served_from_memory():
