@@ -73,9 +73,9 @@ def test_the_store_is_written_once_per_customer_per_flush():
     writes: list[int] = []
 
     class CountingStore(MemoryStore):
-        def put(self, key: int, value: bytes) -> None:
-            writes.append(key)
-            super().put(key, value)
+        def put_all(self, entries: dict[int, bytes]) -> None:
+            writes.extend(entries)
+            super().put_all(entries)
 
     cache = CustomerStateCache(CountingStore(), capacity=10)
     state = CustomerState()
