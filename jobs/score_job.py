@@ -72,9 +72,7 @@ from udfs.batch import (
     DueSchedule,
     OutputRecord,
     RawRecord,
-    add_customers,
     decode_batch,
-    decode_customers,
     due_time_of,
     encode_outputs,
     reported_by_shard,
@@ -274,7 +272,8 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         # still restores (decode_state accepts it).
         # Keyed by shard: each customer's state is an entry of the shard's map; "due" says which
         # customers have labels or an expiry due when (udfs.batch); its keys, sorted, stay in
-        # memory (DueSchedule), read from the map once per shard after open(). Not in a state of
+        # memory (DueSchedule), read from the map once per shard after open(), with the entries
+        # written since and one timer per shard, at its earliest due time. Not in a state of
         # their own: rewriting that on every batch was 7 % of the scoring thread at 1,000/s.
         # Decoded states stay in memory between batches (udfs.state_cache): this operator is the
         # only writer of its shards' states, and every batch ends with them written to Flink.
@@ -285,6 +284,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             self.state_cache_customers)
         self.due = runtime_context.get_map_state(
             MapStateDescriptor("due", Types.LONG(), Types.PICKLED_BYTE_ARRAY()))
+        self.due_store = MapStateStore(self.due)
         self.schedules: dict[int, DueSchedule] = {}  # per shard (only this task changes "due")
         # The shard count each shard's state was written with: restored under another
         # job.shards, customers would be looked up in the wrong shard and silently start afresh.
@@ -463,12 +463,13 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         self.counts.pending["events_parsed"] += parsed
         self._end_batch()
         if due:
-            timers = ctx.timer_service()
             schedule = self._schedule(shard)  # read from the map before this batch's entries
             for t, customers in due.items():
-                key, append = schedule.chunk_for(t, len(customers))
-                self.due.put(key, add_customers(self.due.get(key) if append else None, customers))
-                timers.register_event_time_timer(t)
+                schedule.add(t, customers, self.due.get)
+            self.due_store.put_all(schedule.writes())
+            first = schedule.next_timer()
+            if first is not None:
+                ctx.timer_service().register_event_time_timer(first)
 
     def _score(self, value: ChangeEvent, raw: RawRecord, products: dict[int, Product | None],
                watermark: int, due: dict[int, list[int]]) -> Iterable[OutputRecord]:
@@ -571,26 +572,27 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
     def on_timer(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext):
         """Everything of this shard the watermark has passed: labels whose horizon is over (as
         negatives) and customers past the inactivity TTL. One call resolves every due time up
-        to the watermark, and deletes the timers of the later ones it took care of."""
+        to the watermark; a shard has one timer, at its earliest due time (DueSchedule)."""
         return self._outputs(self._resolve_due(timestamp, ctx))
 
     def _resolve_due(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext
                      ) -> Iterable[OutputRecord]:
         timers = ctx.timer_service()
         schedule = self._schedule(_key_of(ctx))
-        keys = schedule.pop_until(max(timestamp, timers.current_watermark()))
-        if not keys:
-            return
+        until = max(timestamp, timers.current_watermark())
+        keys = schedule.pop_until(until)
+        schedule.fired(until)
         latest: dict[int, int] = {}  # customer -> the latest of their due times handled here
-        times: set[int] = set()
         for key in keys:  # in order of due time
             t = due_time_of(key)
-            times.add(t)
-            for cid in decode_customers(self.due.get(key)):
+            for cid in schedule.take(key, self.due.get):
                 latest[cid] = t
             self.due.remove(key)
-        for t in times - {timestamp}:
-            timers.delete_event_time_timer(t)
+        first = schedule.next_timer()  # the shard's one timer, moved on to its next due time
+        if first is not None:
+            timers.register_event_time_timer(first)
+        if not keys:
+            return
         for cid, t in sorted(latest.items(), key=lambda item: item[1]):
             state = self.states.get(cid)
             if state is None:

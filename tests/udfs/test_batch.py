@@ -11,7 +11,6 @@ from udfs.batch import (
     DUE_CHUNKS,
     DUE_GRANULARITY_MS,
     DueSchedule,
-    add_customers,
     decode_batch,
     decode_customers,
     decode_outputs,
@@ -58,36 +57,72 @@ batches_of_due_customers = st.lists(  # per batch: due time (in seconds) -> how 
 
 def _add_batches(schedule: DueSchedule, store: dict[int, bytes], batches: list[dict[int, int]],
                  next_id: int = 0) -> int:
-    """What the scoring operator does after each batch: each due time's customers into one entry."""
+    """What the scoring operator does after each batch: each due time's customers into one entry,
+    the changed entries written at once."""
     for batch in batches:
         for seconds, n in batch.items():
-            key, append = schedule.chunk_for(seconds * DUE_GRANULARITY_MS, n)
-            assert append == (key in store)
-            store[key] = add_customers(store.get(key) if append else None, list(range(next_id, next_id + n)))
+            schedule.add(seconds * DUE_GRANULARITY_MS, list(range(next_id, next_id + n)), store.get)
             next_id += n
+        store.update(schedule.writes())
     return next_id
 
 
-@given(batches_of_due_customers, batches_of_due_customers, st.integers(-5_000, 45_000))
-def test_the_schedule_hands_out_every_due_customer_once_in_order(before, after, until):
+@given(batches_of_due_customers, batches_of_due_customers, st.integers(-5_000, 45_000),
+       st.booleans())
+def test_the_schedule_hands_out_every_due_customer_once_in_order(before, after, until, restored):
     schedule, store = DueSchedule.of([]), {}
     added = _add_batches(schedule, store, before)
     assert schedule.keys == sorted(store)
-    # restored: the schedule is rebuilt from the map's keys, and new batches open new chunks
-    schedule = DueSchedule.of(store)
+    restored_keys = set(store)
+    if restored:  # the schedule is rebuilt from the map's keys, and new batches open new chunks
+        schedule = DueSchedule.of(store)
     added = _add_batches(schedule, store, after, added)
     assert schedule.keys == sorted(store)
     for key, blob in store.items():
         assert 0 <= key - due_time_of(key) < DUE_CHUNKS
         assert len(decode_customers(blob)) <= 3 * CHUNK_CUSTOMERS  # bounded: one batch may overfill
-    popped = schedule.pop_until(until)
-    assert popped == sorted(k for k in store if due_time_of(k) <= until)
-    assert schedule.keys == sorted(k for k in store if due_time_of(k) > until)
-    customers = [c for k in popped for c in decode_customers(store[k])]
     everyone = [c for k in sorted(store) for c in decode_customers(store[k])]
+    expected_keys = sorted(k for k in store if due_time_of(k) <= until)
+    popped = schedule.pop_until(until)
+    assert popped == expected_keys
+    assert schedule.keys == sorted(k for k in store if due_time_of(k) > until)
+    reads: list[int] = []
+
+    def read(key: int) -> bytes | None:
+        reads.append(key)
+        return store.get(key)
+
+    customers = [c for k in popped for c in schedule.take(k, read)]
+    assert customers == [c for k in popped for c in decode_customers(store[k])]
     assert sorted(customers + [c for k in schedule.keys for c in decode_customers(store[k])]) == list(range(added))
     assert customers == everyone[:len(customers)]  # in order of due time
+    # entries written since open() come from memory; only restored ones are read from the map
+    assert set(reads) <= (restored_keys if restored else set())
     assert schedule.pop_until(until) == []
+
+
+def test_a_shard_has_one_timer_at_its_earliest_due_time():
+    schedule, store = DueSchedule.of([]), {}
+    schedule.add(9_000, [1], store.get)
+    assert schedule.next_timer() == 9_000
+    schedule.add(12_000, [2], store.get)
+    assert schedule.next_timer() is None  # 9,000 fires first and moves it on
+    schedule.add(4_000, [3], store.get)
+    assert schedule.next_timer() == 4_000  # earlier than the one registered
+    store.update(schedule.writes())
+    assert [schedule.take(k, store.get) for k in schedule.pop_until(4_000)] == [[3]]
+    schedule.fired(4_000)
+    assert schedule.next_timer() == 9_000  # registered again: Flink keeps one per time
+    assert [schedule.take(k, store.get) for k in schedule.pop_until(10_000)] == [[1]]
+    schedule.fired(10_000)
+    assert schedule.next_timer() == 12_000
+    assert [schedule.take(k, store.get) for k in schedule.pop_until(12_000)] == [[2]]
+    schedule.fired(12_000)
+    assert schedule.next_timer() is None  # nothing due: no timer
+    # restored: the timers restored with the entries cover them; a new batch registers its own
+    restored = DueSchedule.of([20_000])
+    restored.add(30_000, [4], store.get)
+    assert restored.next_timer() == 20_000  # harmless if Flink already has it
 
 
 def test_a_due_time_with_every_chunk_used_grows_its_last_chunk():
@@ -98,9 +133,13 @@ def test_a_due_time_with_every_chunk_used_grows_its_last_chunk():
 
 
 def test_customers_due_at_one_time_come_back_once_each_in_order():
-    blob = add_customers(None, [7, 3])
-    blob = add_customers(blob, [7, 9, -2])
-    assert decode_customers(blob) == [7, 3, 9, -2]
+    schedule, store = DueSchedule.of([]), {}
+    schedule.add(7_000, [7, 3], store.get)
+    store.update(schedule.writes())
+    schedule.add(7_000, [7, 9, -2], store.get)
+    store.update(schedule.writes())
+    assert decode_customers(store[7_000]) == [7, 3, 9, -2]
+    assert DueSchedule.of(store).take(7_000, store.get) == [7, 3, 9, -2]  # read from the map
     assert decode_customers(None) == []
 
 
