@@ -681,7 +681,11 @@ def _scored_interaction_ids(records: list[tuple[str, bytes, bytes, int]]) -> set
 
 
 def run(quick: bool, events: int | None = None, out_dir: Path = RESULTS,
-        latency_rates: tuple[float, ...] | None = None, say: Callable[[str], None] = _say) -> dict[str, Any]:
+        latency_rates: tuple[float, ...] | None = None, say: Callable[[str], None] = _say,
+        throughput_only: bool = False) -> dict[str, Any]:
+    """The whole benchmark, or with ``throughput_only`` just the job in its configured mode
+    against the in-process limit and the naive baseline (a sustained run needs a large
+    ``events`` and takes minutes; the latency and state-at-scale parts would add half an hour)."""
     cfg = load_config()
     base = REPO / ".livefit" / f"bench-{os.getpid()}"
     shutil.rmtree(base, ignore_errors=True)
@@ -691,7 +695,9 @@ def run(quick: bool, events: int | None = None, out_dir: Path = RESULTS,
     try:
         configured = cfg.flink.python_execution_mode
         modes = (configured, *(m for m in ("thread", "process") if m != configured))
-        result = measure_job(cfg, base / "job", data, say, modes=modes)
+        result = measure_job(cfg, base / "job", data, say, modes=modes[:1] if throughput_only else modes)
+        if throughput_only:
+            return _write_results(result, cfg, out_dir, "throughput", quick, started, say)
         rates = latency_rates if latency_rates is not None else ((1000.0,) if quick else (1000.0, 5000.0))
         result["latency_ms"] = {}
         for rate in rates:
@@ -711,6 +717,11 @@ def run(quick: bool, events: int | None = None, out_dir: Path = RESULTS,
                                  for n in ((100_000,) if quick else (100_000, 1_000_000))]
     finally:
         shutil.rmtree(base, ignore_errors=True)
+    return _write_results(result, cfg, out_dir, "quick" if quick else "", quick, started, say)
+
+
+def _write_results(result: dict[str, Any], cfg: Config, out_dir: Path, kind: str, quick: bool,
+                   started: float, say: Callable[[str], None]) -> dict[str, Any]:
     f = cfg.flink
     result["config"] = {
         "parallelism": cfg.job.parallelism,
@@ -727,7 +738,7 @@ def run(quick: bool, events: int | None = None, out_dir: Path = RESULTS,
     result["wall_seconds"] = round(time.time() - started)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = out_dir / f"bench-{'quick-' if quick else ''}{stamp}.json"
+    path = out_dir / f"bench-{kind + '-' if kind else ''}{stamp}.json"
     path.write_text(json.dumps(result, indent=2))
     print_table(result)
     say(f"results: {path}")
@@ -755,6 +766,13 @@ def run_state_scale(customers: list[int], out_dir: Path = RESULTS,
     return results
 
 
+def _memory_line(mode: str, peak: dict[str, float]) -> str:
+    """Thread mode runs Python inside the JVM (no worker process): say so rather than print 0."""
+    if mode == "thread":
+        return f"JVM with the embedded Python {peak.get('jvm_mb')}"
+    return f"JVM {peak.get('jvm_mb')} / Python workers {peak.get('python_workers_mb')}"
+
+
 def _cores_line(cores: dict[str, float]) -> str:
     return ", ".join(f"{name} {v}" for name, v in cores.items())
 
@@ -778,21 +796,21 @@ def print_table(r: dict[str, Any]) -> None:
         ("job / naive", f"{r['ratio_job_naive']:.2f}"),
         *((f"latency commit->score at {rate}/s, feeder in the path: p50 / p95 / p99 (ms)",
            f"{v['p50']} / {v['p95']} / {v['p99']}")
-          for rate, v in r["latency_ms"].items() if isinstance(v, dict)),
+          for rate, v in r.get("latency_ms", {}).items() if isinstance(v, dict)),
         *(("  split p50 / p99 (ms): commit->Debezium, Debezium->scored, scored->broker",
            " | ".join(f"{x['p50']} / {x['p99']}" for x in v["split"].values()))
-          for rate, v in r["latency_ms"].items() if isinstance(v, dict) and "split" in v),
+          for rate, v in r.get("latency_ms", {}).items() if isinstance(v, dict) and "split" in v),
         *((f"  p99 in the {v['warmup_seconds']:.0f} s of warm-up traffic before (ms)", f"{v['warmup_p99']}")
-          for rate, v in r["latency_ms"].items() if isinstance(v, dict) and "warmup_p99" in v),
+          for rate, v in r.get("latency_ms", {}).items() if isinstance(v, dict) and "warmup_p99" in v),
         *((f"  cores used while {rate}/s was offered", _cores_line(v["cpu_cores"]))
-          for rate, v in r["latency_ms"].items() if isinstance(v, dict) and "cpu_cores" in v),
+          for rate, v in r.get("latency_ms", {}).items() if isinstance(v, dict) and "cpu_cores" in v),
         *((f"job-only latency at {rate} events/s: p50 / p95 / p99 (ms)",
            f"{v['p50']} / {v['p95']} / {v['p99']}")
           for rate, v in r.get("job_only_latency_ms", {}).items()),
         *((f"  cores used while {rate} events/s were offered", _cores_line(v["cpu_cores"]))
           for rate, v in r.get("job_only_latency_ms", {}).items() if "cpu_cores" in v),
-        ("peak RSS: JVM / Python workers (MB)",
-         f"{r['memory_peak'].get('jvm_mb')} / {r['memory_peak'].get('python_workers_mb')}"),
+        *((f"peak RSS, {mode} mode (MB)", _memory_line(mode, j.get("memory_peak", {})))
+          for mode, j in r.get("job_by_mode", {"": {"memory_peak": r["memory_peak"]}}).items()),
         ("checkpoints: last size (bytes) / median duration (ms)",
          f"{r['checkpoints'].get('size_bytes_last')} / {r['checkpoints'].get('duration_ms_median')}"),
         ("state per customer, encoded: mean / max (bytes)",

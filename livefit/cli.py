@@ -209,7 +209,7 @@ def cmd_bench(cfg: Config, args: argparse.Namespace) -> int:
         run_state_scale(args.scale)
         return 0
     rates = tuple(args.latency_rate) if args.latency_rate else None
-    run(quick=args.quick, events=args.events, latency_rates=rates)
+    run(quick=args.quick, events=args.events, latency_rates=rates, throughput_only=args.throughput_only)
     return 0
 
 
@@ -458,6 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmark: the job vs the in-process limit and the naive baseline")
     b.add_argument("--quick", action="store_true", help="a reduced run (a few minutes)")
     b.add_argument("--events", type=int, help="about this many interactions in the workload")
+    b.add_argument("--throughput-only", action="store_true",
+                   help="only the job (configured mode) vs the in-process limit and the naive baseline; "
+                        "with --events 450000, a sustained run of ~2 minutes of scoring")
     b.add_argument("--latency-rate", type=float, action="append",
                    help="offered load for the latency run (repeatable; default 1000 quick (the target's load), 1000 and 5000 full)")
     b.add_argument("--scale", type=int, action="append", metavar="CUSTOMERS",
