@@ -90,7 +90,7 @@ from udfs.drift import (
     encode_examples,
     example_of,
 )
-from udfs.envelope import ChangeEvent, DeadLetter, Tombstone, parse_record
+from udfs.envelope import ChangeEvent, DeadLetter, Heartbeat, Tombstone, parse_record
 from udfs.features import Product
 from udfs.online import sigmoid
 from udfs.quality import RollingQuality, metrics_record
@@ -435,6 +435,8 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             rec = parse_record(*raw)
             if isinstance(rec, Tombstone):
                 self.tombstones.inc()  # handled: the delete before it carried the row
+                continue
+            if isinstance(rec, Heartbeat):  # ShardRouter drops them; its time did its work at the source
                 continue
             if isinstance(rec, ChangeEvent) and rec.table == "products":
                 try:

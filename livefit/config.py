@@ -91,6 +91,9 @@ class CdcConfig:
     publication_name: str = "livefit_pub"
     poll_interval_ms: int = 10
     max_batch_size: int = 2048
+    # Debezium's heartbeat while the database is quiet (0: none). It travels in the changes topic
+    # and carries Debezium's clock, so event time moves on and labels fall due without new changes.
+    heartbeat_interval_ms: int = 1000
 
 
 @dataclass

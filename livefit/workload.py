@@ -44,6 +44,16 @@ def change_record(cfg: Config, table: str, row: dict[str, Any], ts_ms: int,
             json.dumps(env, separators=(",", ":")).encode(), ts_ms)
 
 
+def heartbeat_record(cfg: Config, ts_ms: int) -> tuple[str, bytes, bytes, int]:
+    """Debezium's heartbeat as it reaches the changes topic (``heartbeat.interval.ms``, routed
+    like every other record): after the history's last change it lets every label fall due, as
+    it does for a quiet database. (topic, key, value, timestamp_ms)"""
+    key = {"serverName": cfg.kafka.topic_prefix,
+           "__dbz__physicalTableIdentifier": f"__debezium-heartbeat.{cfg.kafka.topic_prefix}"}
+    return (cfg.kafka.changes_topic, json.dumps(key).encode(),
+            json.dumps({"ts_ms": ts_ms}, separators=(",", ":")).encode(), ts_ms)
+
+
 def build_workload(cfg: Config, data: DataConfig) -> Workload:
     end = datetime(2026, 11, 1, tzinfo=UTC)  # fixed anchor: the same bytes every run
     world = build_world(data, end)
@@ -63,6 +73,9 @@ def build_workload(cfg: Config, data: DataConfig) -> Workload:
     rows.sort(key=lambda r: r[0])
     records = [change_record(cfg, table, row, int(t.timestamp() * 1000), lsn)
                for lsn, (t, table, row) in enumerate(rows, start=10_000_000)]
+    if records:  # then the database falls quiet, and Debezium's heartbeat says how long for
+        records.append(heartbeat_record(cfg, records[-1][3] + int(cfg.job.label_horizon_s * 1000)
+                                        + cfg.job.max_out_of_orderness_ms + 1000))
     history = [HistoryEvent(int(t.timestamp() * 1000), "interactions", i, cid, pid, kind=kind)
                for i, (t, cid, pid, kind) in enumerate(interactions, 1)]
     history += [HistoryEvent(int(t.timestamp() * 1000), "orders", i, cid, pid, amount=amount,

@@ -66,6 +66,15 @@ class Tombstone:
 
 
 @dataclass(slots=True)
+class Heartbeat:
+    """Debezium's heartbeat (``heartbeat.interval.ms``): ``{"ts_ms": ...}`` and nothing else, sent
+    while the database is quiet, in the same topic and order as the changes. It carries no row;
+    its time lets event time move on, so labels fall due while no change arrives."""
+
+    ts_ms: int
+
+
+@dataclass(slots=True)
 class DeadLetter:
     reason: str
     topic: str
@@ -188,11 +197,22 @@ VALIDATORS: dict[str, Callable[[dict[str, Any]], int | None]] = {
 }
 
 
+def is_heartbeat(env: dict[str, Any]) -> bool:
+    """Debezium's heartbeat value: ``ts_ms`` alone (DebeziumEnvelope.isHeartbeat in the JVM)."""
+    ts = env.get("ts_ms")
+    return len(env) == 1 and isinstance(ts, int) and not isinstance(ts, bool)
+
+
 def parse_record(
     topic: str, partition: int, offset: int, timestamp_ms: int,
     key: bytes | None, value: bytes | None,
-) -> ChangeEvent | Tombstone | DeadLetter:
-    """Turn one Kafka record from a CDC topic into an event, a tombstone or a dead letter."""
+) -> ChangeEvent | Tombstone | Heartbeat | DeadLetter:
+    """Turn one Kafka record from a CDC topic into an event, a tombstone, a heartbeat or a dead
+    letter.
+
+    >>> parse_record("shop.changes", 0, 9, 0, b'{"serverName":"shop"}', b'{"ts_ms":1795469954230}')
+    Heartbeat(ts_ms=1795469954230)
+    """
     def dead(reason: str) -> DeadLetter:
         return DeadLetter(reason, topic, partition, offset, key, value)
 
@@ -211,6 +231,8 @@ def parse_record(
         return dead(f"value is JSON {type(env).__name__}, not a Debezium envelope object")
     if "payload" in env and "op" not in env:
         env = env["payload"] if isinstance(env["payload"], dict) else env  # schemas.enable=true
+    if is_heartbeat(env):
+        return Heartbeat(env["ts_ms"])
     op = env.get("op")
     if not isinstance(op, str):
         return dead("not a Debezium envelope: no 'op' field")

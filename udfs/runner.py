@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from udfs.customer import CustomerLogic, CustomerState, Outcome
 from udfs.drift import DEFAULT_DECAY, SegmentDrift
-from udfs.envelope import ChangeEvent, parse_record
+from udfs.envelope import ChangeEvent, Heartbeat, parse_record
 from udfs.features import Product
 
 
@@ -36,6 +36,9 @@ class LocalRunner:
                 value: bytes | None) -> Iterator[Outcome]:
         """One CDC record: the outcomes of the timers it lets fire, then its own."""
         rec = parse_record(topic, 0, offset, ts_ms, key, value)
+        if isinstance(rec, Heartbeat):  # as in the job: only event time moves on
+            yield from self.advance_watermark(rec.ts_ms - self.out_of_orderness_ms)
+            return
         if not isinstance(rec, ChangeEvent):
             return
         yield from self.advance_watermark(rec.event_ts_ms - self.out_of_orderness_ms)

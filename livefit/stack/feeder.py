@@ -67,6 +67,8 @@ def debezium_properties(cfg: Config, offsets_file: Path) -> dict[str, str]:
         "poll.interval.ms": str(cfg.cdc.poll_interval_ms),
         "max.batch.size": str(cfg.cdc.max_batch_size),
         "tombstones.on.delete": "true",
+        # Routed into the changes topic like every other record (the regex above): see CdcConfig.
+        "heartbeat.interval.ms": str(cfg.cdc.heartbeat_interval_ms),
     }
 
 

@@ -182,6 +182,25 @@ def test_every_interaction_is_scored_once_and_the_job_survives_bad_input(pipelin
     assert job_failovers(p.cfg.run_dir) == []
 
 
+def test_a_quiet_database_still_lets_negatives_fall_due(pipeline):
+    """Debezium's heartbeat (cdc.heartbeat_interval_ms) moves event time on while nothing
+    changes: an interaction followed by no change at all gets its negative label once the
+    horizon has passed on the database's clock, not only when some later change arrives."""
+    p, col = pipeline, pipeline.collector
+    with psycopg.connect(p.cfg.postgres.dsn, autocommit=True) as conn:
+        [quiet] = insert_interactions(conn, [(100002, 8, "view")])
+    t0 = time.monotonic()
+    col.wait_for("the negative label of an interaction followed by no change",
+                 lambda: any(r["interaction_id"] == quiet for r in col.labels),
+                 timeout_s=p.cfg.job.label_horizon_s + 60, job=p.job, log=p.job_log)
+    waited_s = time.monotonic() - t0
+    label = next(r for r in col.labels if r["interaction_id"] == quiet)
+    assert label["label"] == 0
+    assert waited_s >= p.cfg.job.label_horizon_s - 1, "a negative must wait for the horizon"
+    print(f"\n[e2e] quiet database: negative label after {waited_s:.0f}s "
+          f"(horizon {p.cfg.job.label_horizon_s:.0f}s, heartbeat every {p.cfg.cdc.heartbeat_interval_ms} ms)")
+
+
 def test_the_local_job_listens_on_loopback_only(pipeline):
     """Local execution starts Flink's servers (REST, RPC, data) inside the job's JVM: none of
     them may be reachable from outside the machine."""

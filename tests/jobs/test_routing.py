@@ -145,3 +145,56 @@ def test_the_jvm_splits_what_the_scoring_operator_yields(jvm):
     rows = jvm.livefit.flink.OutputSplitter.decode(encode_outputs(records))
     got = [(row.getField(0), row.getField(1), row.getField(2)) for row in rows]
     assert [(t, None if k is None else bytes(k), bytes(v)) for t, k, v in got] == records
+
+
+HEARTBEATS = [b'{"ts_ms":1795469954230}', b'{"schema":{},"payload":{"ts_ms":1795469954230}}']
+NOT_HEARTBEATS = [b'{"ts_ms":"1795469954230"}', b'{"ts_ms":1795469954230,"op":"c"}', b'{"ts_ms":1.5}',
+                  b'{"ts_ms":true}', b'{}']
+
+
+def _routed(jvm: Any, router: Any, value: bytes) -> int:
+    from pyflink.util.java_utils import to_jarray
+
+    row = jvm.org.apache.flink.types.Row.of(to_jarray(jvm.Object, ["shop.changes", 0, 0, 0, None, value]))
+    out = jvm.java.util.ArrayList()
+    router.flatMap(row, jvm.org.apache.flink.api.common.functions.util.ListCollector(out))
+    return int(out.size())
+
+
+def test_heartbeats_go_nowhere_and_both_sides_agree_on_what_is_one(jvm):
+    """A Debezium heartbeat only moves event time (in the source), so the JVM drops it before the
+    shards; Python recognises the same records (and nothing else) as heartbeats, and dead-letters
+    what merely looks like one, so no change is dropped for a heartbeat."""
+    from udfs.envelope import DeadLetter, Heartbeat
+
+    router = jvm.livefit.flink.ShardRouter(16)
+    for value in HEARTBEATS:
+        assert _routed(jvm, router, value) == 0, value
+        assert parse_record("shop.changes", 0, 0, 0, None, value) == Heartbeat(1795469954230)
+    for value in NOT_HEARTBEATS:
+        assert _routed(jvm, router, value) == 1, value
+        assert isinstance(parse_record("shop.changes", 0, 0, 0, None, value), DeadLetter), value
+    for table, value in fuzz_payloads(300, seed=11):
+        rec = parse_record(f"shop.public.{table}", 0, 0, 0, None, value)
+        assert not isinstance(rec, Heartbeat)
+        assert _routed(jvm, router, value) >= 1
+
+
+def test_a_heartbeat_carries_its_time_into_the_source(jvm):
+    """ChangeEventTimeAssigner: a heartbeat's event time is its ts_ms (Debezium's clock), not the
+    Kafka timestamp, whoever produced the record; a change keeps its row's created_at."""
+    from pyflink.util.java_utils import to_jarray
+
+    assigner = jvm.livefit.flink.ChangeEventTimeAssigner()
+
+    def event_time(value: bytes) -> int:
+        row = jvm.org.apache.flink.types.Row.of(to_jarray(jvm.Object, ["shop.changes", 0, 0, 0, None, value]))
+        return int(assigner.extractTimestamp(row, 42))
+
+    for value in HEARTBEATS:
+        assert event_time(value) == 1795469954230
+    change = {"op": "c", "before": None, "ts_ms": 1795469999999,
+              "after": {"id": 1, "customer_id": 2, "created_at": "2026-11-22T04:00:00Z"},
+              "source": {"table": "interactions", "ts_ms": 1795469888888}}
+    assert event_time(json.dumps(change).encode()) == 1795320000000  # 2026-11-22T04:00:00Z
+    assert event_time(b"not json") == 42

@@ -32,6 +32,14 @@ final class DebeziumEnvelope {
         }
     }
 
+    /**
+     * Debezium's heartbeat ({@code heartbeat.interval.ms}): {@code {"ts_ms": ...}} and nothing
+     * else, sent while the database is quiet (udfs/envelope.py's {@code is_heartbeat}).
+     */
+    static boolean isHeartbeat(JsonNode env) {
+        return env != null && env.size() == 1 && env.path("ts_ms").isIntegralNumber();
+    }
+
     /** The table: {@code source.table}, else the topic's last segment (as the parser does). */
     static String table(JsonNode env, String topic) {
         JsonNode table = env.path("source").path("table");

@@ -25,6 +25,9 @@ import org.apache.flink.util.Collector;
  * when some other input got there first. Python reports a product change that does not parse
  * once, from shard 0 (udfs/batch.py's {@code reported_by_shard}).
  *
+ * <p>A Debezium heartbeat goes nowhere: its time has already moved the split's watermark on in
+ * the source (ChangeEventTimeAssigner), and there is nothing in it to score.
+ *
  * <p>The shard is {@code floorMod(customer id, shards)} (udfs/batch.py's {@code shard_of}): the
  * scoring operator is keyed by shard so that the {@link MicroBatcher} can hand it many customers'
  * changes at once; each customer's state is an entry of its shard's map state.
@@ -54,6 +57,9 @@ public class ShardRouter implements FlatMapFunction<Row, Row>, ResultTypeQueryab
     public void flatMap(Row raw, Collector<Row> out) {
         String topic = (String) raw.getField(0);
         JsonNode env = DebeziumEnvelope.read((byte[]) raw.getField(5));
+        if (DebeziumEnvelope.isHeartbeat(env)) {
+            return;
+        }
         if (env != null && EVERY_SHARD_TABLE.equals(DebeziumEnvelope.table(env, topic))) {
             for (long shard = 0; shard < shards; shard++) {
                 out.collect(Row.of(shard, raw));
