@@ -701,7 +701,9 @@ def event_time_watermarks(cfg: Config) -> WatermarkStrategy:
     fire another's timers early. A partition with nothing to read goes idle by Flink's rule (its
     input activity clock stands still while the job is backpressured, so a partition with data
     waiting is not passed), or with ``job.source_idle_when_others_read`` also while the source
-    reads its other partitions (QuietSplitIdleness.java; see the config for when that is unsafe)."""
+    reads its other partitions (QuietSplitIdleness.java; see the config for when that is unsafe).
+    The control topic's records carry the wall clock, not event time: its split never holds or
+    moves the watermark once it has a record (ControlTopicOutsideEventTime.java)."""
     jvm = get_gateway().jvm
     duration = jvm.java.time.Duration
     out_of_order = duration.ofMillis(cfg.job.max_out_of_orderness_ms)
@@ -711,6 +713,7 @@ def event_time_watermarks(cfg: Config) -> WatermarkStrategy:
     else:
         j_strategy = (jvm.org.apache.flink.api.common.eventtime.WatermarkStrategy
                       .forBoundedOutOfOrderness(out_of_order).withIdleness(idleness))
+    j_strategy = jvm.livefit.flink.ControlTopicOutsideEventTime.strategy(j_strategy, cfg.kafka.control_topic)
     return WatermarkStrategy(j_strategy.withTimestampAssigner(jvm.livefit.flink.ChangeEventTimeAssigner()))
 
 

@@ -81,3 +81,50 @@ def test_quiet_time_counts_only_while_the_reader_reads(split):
             idle_at = i
             break
     assert idle_at is not None and idle_at >= 2 * ticks(IDLENESS_MS) - 2
+
+
+class Output:
+    """A WatermarkOutput the JVM calls back into: what the generator told the source."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+
+    def emitWatermark(self, watermark: Any) -> None:  # noqa: N802 (Java's name)
+        self.calls.append(("watermark", int(watermark.getTimestamp())))
+
+    def markIdle(self) -> None:  # noqa: N802
+        self.calls.append(("idle", 0))
+
+    def markActive(self) -> None:  # noqa: N802
+        self.calls.append(("active", 0))
+
+    class Java:
+        implements = ["org.apache.flink.api.common.eventtime.WatermarkOutput"]
+
+
+def _raw(jvm: Any, topic: str) -> Any:
+    from pyflink.util.java_utils import to_jarray
+
+    return jvm.org.apache.flink.types.Row.of(to_jarray(jvm.Object, [topic, 0, 0, 0, None, b"{}"]))
+
+
+def test_the_control_topic_never_moves_event_time(jvm):
+    """ControlTopicOutsideEventTime: a control split (wall-clock stamps) goes idle at its first
+    record and emits no watermark, whatever its records' times; a change split keeps the bounded
+    out-of-orderness rule."""
+    duration = jvm.java.time.Duration
+
+    def generator() -> Any:
+        inner = jvm.org.apache.flink.api.common.eventtime.BoundedOutOfOrdernessWatermarks(duration.ofMillis(2_000))
+        return jvm.livefit.flink.ControlTopicOutsideEventTime(inner, "livefit.control")
+
+    control, out = generator(), Output()
+    for wall_clock_ms in (1_795_469_954_230, 1_795_469_999_999):
+        control.onEvent(_raw(jvm, "livefit.control"), wall_clock_ms, out)
+        control.onPeriodicEmit(out)
+    assert out.calls and all(kind == "idle" for kind, _ in out.calls), out.calls
+
+    changes, out = generator(), Output()
+    changes.onEvent(_raw(jvm, "shop.changes"), 1_790_000_010_000, out)
+    changes.onPeriodicEmit(out)
+    assert out.calls == [("watermark", 1_790_000_010_000 - 2_000 - 1)]
