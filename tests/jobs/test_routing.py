@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.fuzz import fuzz_payloads
+from tests.jobs.raw import raw_record, shards_of
 from udfs.envelope import ChangeEvent, parse_record
 
 
@@ -49,8 +50,6 @@ def test_jvm_key_is_the_parsed_customer_for_every_valid_change(java_customer_id,
 def test_product_changes_reach_every_shard_and_bad_ones_are_reported_once(jvm):
     """A product change goes to every shard, anything else to one; where a record reaches every
     shard, only shard 0 reports it if it does not parse (udfs.batch.reported_by_shard)."""
-    from pyflink.util.java_utils import to_jarray
-
     from udfs.batch import reported_by_shard
     from udfs.envelope import DeadLetter
 
@@ -59,11 +58,7 @@ def test_product_changes_reach_every_shard_and_bad_ones_are_reported_once(jvm):
     records = fuzz_payloads(1500, seed=8, tables=("products", "interactions", "orders"))
     fanned = valid_products = 0
     for table, value in records:
-        row = jvm.org.apache.flink.types.Row.of(
-            to_jarray(jvm.Object, ["shop.changes", 0, 0, 0, None, value]))
-        out = jvm.java.util.ArrayList()
-        router.flatMap(row, jvm.org.apache.flink.api.common.functions.util.ListCollector(out))
-        got = sorted(int(out.get(i).getField(0)) for i in range(out.size()))
+        got = shards_of(jvm, router, value)
         rec = parse_record("shop.changes", 0, 0, 0, None, value)
         if isinstance(rec, ChangeEvent) and rec.table == "products":
             valid_products += 1
@@ -152,15 +147,6 @@ NOT_HEARTBEATS = [b'{"ts_ms":"1795469954230"}', b'{"ts_ms":1795469954230,"op":"c
                   b'{"ts_ms":true}', b'{}']
 
 
-def _routed(jvm: Any, router: Any, value: bytes) -> int:
-    from pyflink.util.java_utils import to_jarray
-
-    row = jvm.org.apache.flink.types.Row.of(to_jarray(jvm.Object, ["shop.changes", 0, 0, 0, None, value]))
-    out = jvm.java.util.ArrayList()
-    router.flatMap(row, jvm.org.apache.flink.api.common.functions.util.ListCollector(out))
-    return int(out.size())
-
-
 def test_heartbeats_go_nowhere_and_both_sides_agree_on_what_is_one(jvm):
     """A Debezium heartbeat only moves event time (in the source), so the JVM drops it before the
     shards; Python recognises the same records (and nothing else) as heartbeats, and dead-letters
@@ -169,27 +155,24 @@ def test_heartbeats_go_nowhere_and_both_sides_agree_on_what_is_one(jvm):
 
     router = jvm.livefit.flink.ShardRouter(16)
     for value in HEARTBEATS:
-        assert _routed(jvm, router, value) == 0, value
+        assert shards_of(jvm, router, value) == [], value
         assert parse_record("shop.changes", 0, 0, 0, None, value) == Heartbeat(1795469954230)
     for value in NOT_HEARTBEATS:
-        assert _routed(jvm, router, value) == 1, value
+        assert len(shards_of(jvm, router, value)) == 1, value
         assert isinstance(parse_record("shop.changes", 0, 0, 0, None, value), DeadLetter), value
     for table, value in fuzz_payloads(300, seed=11):
         rec = parse_record(f"shop.public.{table}", 0, 0, 0, None, value)
         assert not isinstance(rec, Heartbeat)
-        assert _routed(jvm, router, value) >= 1
+        assert len(shards_of(jvm, router, value)) >= 1
 
 
 def test_a_heartbeat_carries_its_time_into_the_source(jvm):
     """ChangeEventTimeAssigner: a heartbeat's event time is its ts_ms (Debezium's clock), not the
     Kafka timestamp, whoever produced the record; a change keeps its row's created_at."""
-    from pyflink.util.java_utils import to_jarray
-
     assigner = jvm.livefit.flink.ChangeEventTimeAssigner()
 
     def event_time(value: bytes) -> int:
-        row = jvm.org.apache.flink.types.Row.of(to_jarray(jvm.Object, ["shop.changes", 0, 0, 0, None, value]))
-        return int(assigner.extractTimestamp(row, 42))
+        return int(assigner.extractTimestamp(raw_record(jvm, "shop.changes", value), 42))
 
     for value in HEARTBEATS:
         assert event_time(value) == 1795469954230

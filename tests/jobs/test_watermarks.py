@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.jobs.raw import raw_record
+
 IDLENESS_MS = 5_000
 TICK_MS = 200  # the periodic watermark interval
 
@@ -102,12 +104,6 @@ class Output:
         implements = ["org.apache.flink.api.common.eventtime.WatermarkOutput"]
 
 
-def _raw(jvm: Any, topic: str) -> Any:
-    from pyflink.util.java_utils import to_jarray
-
-    return jvm.org.apache.flink.types.Row.of(to_jarray(jvm.Object, [topic, 0, 0, 0, None, b"{}"]))
-
-
 def test_the_control_topic_never_moves_event_time(jvm):
     """ControlTopicOutsideEventTime: a control split (wall-clock stamps) goes idle at its first
     record and emits no watermark, whatever its records' times; a change split keeps the bounded
@@ -120,11 +116,11 @@ def test_the_control_topic_never_moves_event_time(jvm):
 
     control, out = generator(), Output()
     for wall_clock_ms in (1_795_469_954_230, 1_795_469_999_999):
-        control.onEvent(_raw(jvm, "livefit.control"), wall_clock_ms, out)
+        control.onEvent(raw_record(jvm, "livefit.control", b"{}"), wall_clock_ms, out)
         control.onPeriodicEmit(out)
     assert out.calls and all(kind == "idle" for kind, _ in out.calls), out.calls
 
     changes, out = generator(), Output()
-    changes.onEvent(_raw(jvm, "shop.changes"), 1_790_000_010_000, out)
+    changes.onEvent(raw_record(jvm, "shop.changes", b"{}"), 1_790_000_010_000, out)
     changes.onPeriodicEmit(out)
     assert out.calls == [("watermark", 1_790_000_010_000 - 2_000 - 1)]
