@@ -22,7 +22,7 @@ def _base_envelope(table: str, rng: random.Random) -> dict[str, Any]:
     else:
         row.update(quantity=1, amount=round(rng.uniform(1, 500), 2), status="new")
     return {"op": "c", "before": None, "after": row,
-            "source": {"table": table, "lsn": rng.randrange(10**9), "ts_ms": 1795318293194}}
+            "source": {"table": table, "lsn": rng.randrange(10**9), "ts_ms": 1795320000194}}
 
 
 WEIRD = [None, "", "🚀 żółć", -1, 0, 2**63, 1e308, True, [], {}, "NaN", "9" * 400, -0.0]

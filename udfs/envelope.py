@@ -21,7 +21,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -35,6 +35,13 @@ MAX_AMOUNT = 1e9  # anything above is a data error, not a purchase
 # size and sha256, and the source coordinates to fetch the original from the CDC topic (a Kafka
 # record near the broker's 1 MB limit would otherwise not fit into a dead letter and fail the sink).
 MAX_DEAD_LETTER_BYTES = 256 * 1024
+# How far a row's created_at may lie after its own commit time (source.ts_ms) before it is
+# dead-lettered: a row is not created after it is committed, so a larger lead is a wrong clock
+# or value where the row was written (a year typed wrong, micros read as millis). Accepted, it
+# would move event time ahead and resolve every pending label and customer TTL at once. The
+# margin allows an application host's clock to run somewhat ahead of the database's. The JVM
+# assigner keeps such a record at its commit time (ChangeEventTimeAssigner's constant of that name).
+MAX_CREATED_AFTER_COMMIT_MS = 60_000
 
 
 @dataclass(slots=True)
@@ -203,6 +210,21 @@ def is_heartbeat(env: dict[str, Any]) -> bool:
     return len(env) == 1 and isinstance(ts, int) and not isinstance(ts, bool)
 
 
+def created_after_commit(table: str, created_at: Any, event_ts_ms: int, commit_ts_ms: int) -> str:
+    """The dead-letter reason of a row whose created_at lies after its commit time.
+
+    >>> print(created_after_commit("interactions", "2027-11-22T04:00:00Z", 1826856000000,
+    ...                            1795320000000)[:116])
+    interactions: created_at '2027-11-22T04:00:00Z' is 31,536,000 s after the change was committed (2026-11-22T04:00:00Z
+    """
+    committed = datetime.fromtimestamp(commit_ts_ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+    return (f"{table}: created_at {created_at!r} is {(event_ts_ms - commit_ts_ms) / 1000:,.0f} s after "
+            f"the change was committed ({committed}, source.ts_ms): a row is not created after its "
+            "commit, so the clock or value that wrote created_at is wrong. It is kept out of event "
+            "time, where it would resolve pending labels early. Correct created_at where the row is "
+            "written; the change is in this dead letter.")
+
+
 def parse_record(
     topic: str, partition: int, offset: int, timestamp_ms: int,
     key: bytes | None, value: bytes | None,
@@ -258,9 +280,10 @@ def parse_record(
         event_ts = _ts_ms(row, "created_at")
     except InvalidEvent as exc:
         return dead(f"{table}: {exc}")
-    commit_ts = source.get("ts_ms")
-    if not isinstance(commit_ts, int) or isinstance(commit_ts, bool):
-        commit_ts = env.get("ts_ms") if isinstance(env.get("ts_ms"), int) else timestamp_ms
+    commit_ts = next((t for t in (source.get("ts_ms"), env.get("ts_ms"))
+                      if isinstance(t, int) and not isinstance(t, bool)), timestamp_ms)
+    if event_ts is not None and event_ts - commit_ts > MAX_CREATED_AFTER_COMMIT_MS:
+        return dead(created_after_commit(table, row.get("created_at"), event_ts, commit_ts))
     lsn = source.get("lsn")
     snap = source.get("snapshot")
     return ChangeEvent(

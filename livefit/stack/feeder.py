@@ -28,6 +28,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from livefit.config import CDC_TABLES, Config, load_config
 from livefit.kafka_io import producer
+from udfs.envelope import MAX_CREATED_AFTER_COMMIT_MS
 
 log = logging.getLogger("livefit.feeder")
 
@@ -73,18 +74,23 @@ def debezium_properties(cfg: Config, offsets_file: Path) -> dict[str, str]:
 
 
 def row_time_ms(value: str | None, fallback_ms: int | None) -> int | None:
-    """Event time of a change: the row's created_at, else the source commit time."""
+    """Event time of a change: the row's created_at, else the source commit time. A created_at
+    more than MAX_CREATED_AFTER_COMMIT_MS after the commit is a wrong clock (the job
+    dead-letters that row): the commit time then."""
     if value is None:
         return fallback_ms
     try:
         env = orjson.loads(value)
         row = env.get("after") or env.get("before") or {}
         created = row.get("created_at")
-        if isinstance(created, str):
-            return int(datetime.fromisoformat(created).timestamp() * 1000)
         source = env.get("source") or {}
-        return int(source.get("ts_ms") or env.get("ts_ms") or 0) or fallback_ms
-    except (ValueError, TypeError, AttributeError):
+        committed = int(source.get("ts_ms") or env.get("ts_ms") or 0) or fallback_ms
+        if isinstance(created, str):
+            created_ms = int(datetime.fromisoformat(created).timestamp() * 1000)
+            if committed is None or created_ms - committed <= MAX_CREATED_AFTER_COMMIT_MS:
+                return created_ms
+        return committed
+    except (ValueError, TypeError, AttributeError, OverflowError):
         return fallback_ms
 
 

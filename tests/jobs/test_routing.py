@@ -181,3 +181,24 @@ def test_a_heartbeat_carries_its_time_into_the_source(jvm):
               "source": {"table": "interactions", "ts_ms": 1795469888888}}
     assert event_time(json.dumps(change).encode()) == 1795320000000  # 2026-11-22T04:00:00Z
     assert event_time(b"not json") == 42
+
+
+def test_a_row_created_after_its_commit_keeps_its_commit_time_in_the_source(jvm):
+    """The JVM and Python draw the same line: where the parser dead-letters a created_at beyond
+    the margin after its commit, the source gives the record its commit time, so it cannot move
+    the watermark ahead; below the line both take created_at."""
+    from tests.udfs.test_envelope import COMMIT_MS, created_at_ahead
+    from udfs.envelope import MAX_CREATED_AFTER_COMMIT_MS, DeadLetter
+
+    assert jvm.livefit.flink.ChangeEventTimeAssigner.MAX_CREATED_AFTER_COMMIT_MS == MAX_CREATED_AFTER_COMMIT_MS
+    assigner = jvm.livefit.flink.ChangeEventTimeAssigner()
+    margin = MAX_CREATED_AFTER_COMMIT_MS
+    for lead_ms in (-86_400_000, 0, margin - 1000, margin, margin + 1000, 365 * 86_400_000):
+        value = created_at_ahead(lead_ms)
+        rec = parse_record("shop.changes", 0, 0, 0, None, value)
+        source_time = int(assigner.extractTimestamp(raw_record(jvm, "shop.changes", value), 42))
+        if isinstance(rec, ChangeEvent):
+            assert source_time == rec.event_ts_ms == COMMIT_MS + lead_ms
+        else:
+            assert isinstance(rec, DeadLetter) and lead_ms > margin
+            assert source_time == COMMIT_MS, lead_ms

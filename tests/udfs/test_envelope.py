@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from udfs.envelope import ChangeEvent, DeadLetter, Tombstone, parse_record
+from udfs.envelope import MAX_CREATED_AFTER_COMMIT_MS, ChangeEvent, DeadLetter, Tombstone, parse_record
 
 TOPIC = "shop.public.interactions"
 
@@ -118,6 +119,39 @@ def test_unknown_columns_are_ignored():
     row = {"id": 1, "customer_id": 3, "product_id": 9, "kind": "view", "created_at": None, "new_col": [1]}
     ev = parse(envelope("c", after=row))
     assert isinstance(ev, ChangeEvent) and ev.event_ts_ms == ev.commit_ts_ms
+
+
+COMMIT_MS = 1795318293000  # 2026-11-22T03:31:33Z
+
+
+def created_at_ahead(lead_ms: int, table: str = "interactions") -> bytes:
+    """A change committed at COMMIT_MS whose row says it was created ``lead_ms`` later."""
+    created = datetime.fromtimestamp((COMMIT_MS + lead_ms) / 1000, UTC).isoformat().replace("+00:00", "Z")
+    row = {"id": 5, "customer_id": 3, "product_id": 9, "kind": "view", "amount": 10.0, "created_at": created}
+    return envelope("c", table=table, after=row, ts_ms=COMMIT_MS)
+
+
+def test_a_row_created_after_its_commit_is_dead_lettered_and_says_why():
+    """A created_at a year after its own commit is a wrong clock, not news from the future.
+    Accepted, it would move event time a year ahead: every pending label would resolve as a
+    negative and every customer would expire. An application clock a little ahead is kept."""
+    year_ms = 365 * 86_400_000
+    reason = _reason(created_at_ahead(year_ms))
+    assert reason.startswith("interactions: created_at '2027-11-22T03:31:33Z' is 31,536,000 s after "
+                             "the change was committed (2026-11-22T03:31:33Z, source.ts_ms)"), reason
+    assert "Correct created_at where the row is written" in reason
+    assert "orders: created_at" in _reason(created_at_ahead(year_ms, table="orders"))
+    kept = parse(created_at_ahead(30_000))
+    assert isinstance(kept, ChangeEvent) and kept.event_ts_ms == COMMIT_MS + 30_000
+
+
+@given(st.integers(-10**7, 10**7).map(lambda s: s * 1000))  # whole seconds, up to ~4 months
+def test_only_a_created_at_beyond_the_margin_after_the_commit_is_refused(lead_ms):
+    rec = parse(created_at_ahead(lead_ms))
+    if lead_ms <= MAX_CREATED_AFTER_COMMIT_MS:
+        assert isinstance(rec, ChangeEvent) and rec.event_ts_ms == COMMIT_MS + lead_ms
+    else:
+        assert isinstance(rec, DeadLetter) and "after the change was committed" in rec.reason
 
 
 @settings(max_examples=2000, deadline=None)

@@ -10,12 +10,21 @@ import org.apache.flink.types.Row;
  * {@code created_at} (ISO string, or epoch micros for {@code timestamp} columns), else the commit
  * time {@code source.ts_ms}, else the time Debezium stamped on the record ({@code ts_ms}: a
  * heartbeat has nothing else, and moves event time on while the database is quiet), else the
- * Kafka record timestamp. It runs inside the Kafka source so
- * watermarks stay per split (per topic partition), whoever produced the topic: the embedded feeder
- * or a Debezium in Kafka Connect (which stamps records with their send time). Never throws.
+ * Kafka record timestamp. A {@code created_at} more than a minute after the commit time is a
+ * wrong clock: the parser dead-letters that row, and here it takes its commit time, so it cannot
+ * move the watermark ahead (which would resolve every pending label at once). It runs inside the
+ * Kafka source so watermarks stay per split (per topic partition), whoever produced the topic:
+ * the embedded feeder or a Debezium in Kafka Connect (which stamps records with their send time).
+ * Never throws.
  */
 public class ChangeEventTimeAssigner implements SerializableTimestampAssigner<Row> {
     private static final long serialVersionUID = 1L;
+
+    /**
+     * How far a row's {@code created_at} may lie after its commit time before it counts as a
+     * wrong clock (udfs/envelope.py's {@code MAX_CREATED_AFTER_COMMIT_MS}, which dead-letters it).
+     */
+    public static final long MAX_CREATED_AFTER_COMMIT_MS = 60_000L;
 
     @Override
     public long extractTimestamp(Row row, long recordTimestamp) {
@@ -23,26 +32,31 @@ public class ChangeEventTimeAssigner implements SerializableTimestampAssigner<Ro
         if (env == null) {
             return recordTimestamp;
         }
+        long committed = recordTimestamp;
+        JsonNode commit = env.path("source").path("ts_ms");
+        JsonNode emitted = env.path("ts_ms");
+        if (commit.isIntegralNumber()) {
+            committed = commit.asLong();
+        } else if (emitted.isIntegralNumber()) {
+            committed = emitted.asLong();
+        }
         try {
             JsonNode image = env.path("after");
             if (!image.isObject()) {
                 image = env.path("before");
             }
             JsonNode created = image.path("created_at");
+            long createdMs;
             if (created.isTextual()) {
-                return OffsetDateTime.parse(created.asText()).toInstant().toEpochMilli();
+                createdMs = OffsetDateTime.parse(created.asText()).toInstant().toEpochMilli();
+            } else if (created.isIntegralNumber()) {
+                createdMs = created.asLong() / 1000L;
+            } else {
+                return committed;
             }
-            if (created.isIntegralNumber()) {
-                return created.asLong() / 1000L;
-            }
-            JsonNode commit = env.path("source").path("ts_ms");
-            if (commit.isIntegralNumber()) {
-                return commit.asLong();
-            }
-            JsonNode emitted = env.path("ts_ms");
-            if (emitted.isIntegralNumber()) {
-                return emitted.asLong();
-            }
+            long margin = MAX_CREATED_AFTER_COMMIT_MS;
+            boolean afterCommit = committed <= Long.MAX_VALUE - margin && createdMs > committed + margin;
+            return afterCommit ? committed : createdMs;
         } catch (Exception e) {
             // An unreadable time: the parser dead-letters the record; its time does not matter.
         }
