@@ -20,6 +20,7 @@ from sklearn.preprocessing import StandardScaler
 
 from models.registry import save_model
 from udfs.anomaly import ORDER_FEATURE_NAMES
+from udfs.envelope import MAX_CREATED_AFTER_COMMIT_MS, iso_ms
 from udfs.features import FEATURE_NAMES, Product
 from udfs.replay import HistoryEvent, order_examples, replay
 from udfs.scoring import cold_start_name
@@ -31,13 +32,42 @@ COLD_START_MARGIN = 0.01
 MIN_ORDERS = 20  # an isolation forest needs some normal history to say what is unusual
 
 
-def extract_history(dsn: str) -> tuple[list[HistoryEvent], dict[int, Product]]:
+def without_rows_from_the_future(events: list[HistoryEvent], now_ms: int,
+                                 say: Callable[[str], None] = print) -> list[HistoryEvent]:
+    """The history without rows created later than ``now_ms`` (the database's clock) plus the
+    margin the job allows a ``created_at`` after its commit. The job dead-letters such rows (a
+    wrong clock wrote them), so training on them would learn from what serving never sees; one
+    of them would also set the history's end, and with it which interactions count as negatives
+    because their horizon has passed, a year ahead. Says what it left out. (A row the job
+    dead-lettered whose created_at has passed since cannot be told apart here: the warehouse
+    keeps no commit time.)
+
+    >>> e = [HistoryEvent(1_000, "interactions", 1, 7, 3, kind="view"),
+    ...      HistoryEvent(10**12, "orders", 2, 7, 3, amount=5.0, quantity=1)]
+    >>> [x.row_id for x in without_rows_from_the_future(e, now_ms=2_000, say=print)]
+    [train] left out 1 row created after the database's clock (now 1970-01-01T00:00:02Z): orders 2 (2001-09-09T01:46:40Z); the job dead-letters them too
+    [1]
+    """
+    cutoff = now_ms + MAX_CREATED_AFTER_COMMIT_MS
+    future = [e for e in events if e.ts_ms > cutoff]
+    if not future:
+        return events
+    shown = ", ".join(f"{e.table} {e.row_id} ({iso_ms(e.ts_ms)})" for e in future[:5])
+    say(f"[train] left out {len(future)} row{'s' * (len(future) > 1)} created after the database's "
+        f"clock (now {iso_ms(now_ms)}): {shown}{', ...' if len(future) > 5 else ''}; "
+        "the job dead-letters them too")
+    return [e for e in events if e.ts_ms <= cutoff]
+
+
+def extract_history(dsn: str, say: Callable[[str], None] = print
+                    ) -> tuple[list[HistoryEvent], dict[int, Product]]:
     import psycopg
 
     def ms(ts: datetime) -> int:
         return int(ts.timestamp() * 1000)
 
     with psycopg.connect(dsn) as conn:
+        now_ms = ms(conn.execute("SELECT now()").fetchone()[0])
         products = {
             int(r[0]): Product(int(r[0]), r[1], r[2], float(r[3]))
             for r in conn.execute("SELECT id, category, color, price FROM products")
@@ -53,7 +83,7 @@ def extract_history(dsn: str) -> tuple[list[HistoryEvent], dict[int, Product]]:
             for r in conn.execute(
                 "SELECT id, customer_id, product_id, amount, created_at, quantity FROM orders")
         ]
-    return events, products
+    return without_rows_from_the_future(events, now_ms, say), products
 
 
 def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -72,7 +102,7 @@ def train(
     say: Callable[[str], None] = print, anomaly_name: str = "order_anomaly",
 ) -> dict[str, Any]:
     """Train on the warehouse at ``dsn`` (see the module docstring)."""
-    events, products = extract_history(dsn)
+    events, products = extract_history(dsn, say)
     return train_on_history(events, products, model_dir, name, label_horizon_ms, history_len, say,
                             anomaly_name)
 

@@ -210,6 +210,15 @@ def is_heartbeat(env: dict[str, Any]) -> bool:
     return len(env) == 1 and isinstance(ts, int) and not isinstance(ts, bool)
 
 
+def iso_ms(ms: int) -> str:
+    """Epoch milliseconds as ISO 8601 in UTC, as Debezium writes timestamps.
+
+    >>> iso_ms(1795320000000)
+    '2026-11-22T04:00:00Z'
+    """
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
 def created_after_commit(table: str, created_at: Any, event_ts_ms: int, commit_ts_ms: int) -> str:
     """The dead-letter reason of a row whose created_at lies after its commit time.
 
@@ -217,9 +226,8 @@ def created_after_commit(table: str, created_at: Any, event_ts_ms: int, commit_t
     ...                            1795320000000)[:116])
     interactions: created_at '2027-11-22T04:00:00Z' is 31,536,000 s after the change was committed (2026-11-22T04:00:00Z
     """
-    committed = datetime.fromtimestamp(commit_ts_ms / 1000, UTC).isoformat().replace("+00:00", "Z")
     return (f"{table}: created_at {created_at!r} is {(event_ts_ms - commit_ts_ms) / 1000:,.0f} s after "
-            f"the change was committed ({committed}, source.ts_ms): a row is not created after its "
+            f"the change was committed ({iso_ms(commit_ts_ms)}, source.ts_ms): a row is not created after its "
             "commit, so the clock or value that wrote created_at is wrong. It is kept out of event "
             "time, where it would resolve pending labels early. Correct created_at where the row is "
             "written; the change is in this dead letter.")

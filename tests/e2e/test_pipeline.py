@@ -201,7 +201,7 @@ def test_a_quiet_database_still_lets_negatives_fall_due(pipeline):
           f"(horizon {p.cfg.job.label_horizon_s:.0f}s, heartbeat every {p.cfg.cdc.heartbeat_interval_ms} ms)")
 
 
-def test_a_row_created_in_the_future_is_dead_lettered_and_event_time_stays(pipeline):
+def test_a_row_created_in_the_future_is_dead_lettered_and_event_time_stays(pipeline, tmp_path):
     """An application whose clock runs a year ahead writes created_at itself; the database
     commits the row now. The job dead-letters it with the reason and keeps its time out of the
     watermark, so the interaction before it still becomes a positive when its order follows.
@@ -235,6 +235,15 @@ def test_a_row_created_in_the_future_is_dead_lettered_and_event_time_stays(pipel
     assert all(r["interaction_id"] != future for r in col.scores)
     print(f"\n[e2e] a row created a year ahead: dead-lettered ({reason[:90]}...); "
           "the interaction before it still learned its positive")
+
+    # Offline training leaves the row out as well, and says so.
+    from models.train import train
+
+    said: list[str] = []
+    train(p.cfg.postgres.dsn, str(tmp_path), p.cfg.job.model_name, int(p.cfg.job.label_horizon_s * 1000),
+          p.cfg.job.history_len, say=said.append)
+    assert any("left out 1 row created after the database's clock" in s and f"interactions {future} (" in s
+               for s in said), said
 
 
 def test_the_local_job_listens_on_loopback_only(pipeline):
