@@ -90,7 +90,14 @@ from udfs.drift import (
     encode_examples,
     example_of,
 )
-from udfs.envelope import ChangeEvent, DeadLetter, Heartbeat, Tombstone, parse_record
+from udfs.envelope import (
+    DEFAULT_MAX_CREATED_AFTER_COMMIT_MS,
+    ChangeEvent,
+    DeadLetter,
+    Heartbeat,
+    Tombstone,
+    parse_record,
+)
 from udfs.features import Product
 from udfs.online import sigmoid
 from udfs.quality import RollingQuality, metrics_record
@@ -245,8 +252,10 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
     def __init__(self, model_dir: str, model_name: str, model_version: int, anomaly_name: str,
                  params: ScoringParams, topics: dict[str, str],
                  quality_window: int, metrics_every: int, shards: int, state_cache_customers: int,
-                 drift_examples: bool):
+                 drift_examples: bool,
+                 max_created_after_commit_ms: int = DEFAULT_MAX_CREATED_AFTER_COMMIT_MS):
         self.shards = shards
+        self.max_created_after_commit_ms = max_created_after_commit_ms
         self.drift_examples = drift_examples  # hand labels to the drift learner (DRIFT_EXAMPLES_ROUTE)
         self.state_cache_customers = state_cache_customers
         self.model_dir = model_dir
@@ -432,7 +441,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         parsed = 0
         products = self.products.setdefault(shard, {})
         for raw in batch:
-            rec = parse_record(*raw)
+            rec = parse_record(*raw, self.max_created_after_commit_ms)
             if isinstance(rec, Tombstone):
                 self.tombstones.inc()  # handled: the delete before it carried the row
                 continue
@@ -714,7 +723,8 @@ def event_time_watermarks(cfg: Config) -> WatermarkStrategy:
         j_strategy = (jvm.org.apache.flink.api.common.eventtime.WatermarkStrategy
                       .forBoundedOutOfOrderness(out_of_order).withIdleness(idleness))
     j_strategy = jvm.livefit.flink.ControlTopicOutsideEventTime.strategy(j_strategy, cfg.kafka.control_topic)
-    return WatermarkStrategy(j_strategy.withTimestampAssigner(jvm.livefit.flink.ChangeEventTimeAssigner()))
+    assigner = jvm.livefit.flink.ChangeEventTimeAssigner(cfg.job.max_created_after_commit_ms)
+    return WatermarkStrategy(j_strategy.withTimestampAssigner(assigner))
 
 
 def _by_topic(stream: DataStream, topics: list[str], keep: bool, name: str) -> DataStream:
@@ -772,7 +782,8 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
                                      {"scores": k.scores_topic, "deadletter": k.deadletter_topic,
                                       "labels": k.labels_topic, "metrics": k.metrics_topic},
                                      j.quality_window_labels, j.metrics_every_labels, j.shards,
-                                     j.state_cache_customers, j.drift_publish_every_labels > 0),
+                                     j.state_cache_customers, j.drift_publish_every_labels > 0,
+                                     j.max_created_after_commit_ms),
                       output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
               # A new uid with each state layout (per customer; per shard; per shard with its
               # products): a savepoint of an earlier layout fails to restore loudly instead of

@@ -78,7 +78,8 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
 
     cfg = cfg.resolved()
     train(cfg.postgres.dsn, cfg.job.model_dir, cfg.job.model_name,
-          int(cfg.job.label_horizon_s * 1000), cfg.job.history_len, say=_say)
+          int(cfg.job.label_horizon_s * 1000), cfg.job.history_len, say=_say,
+          max_created_after_commit_ms=cfg.job.max_created_after_commit_ms)
     return 0
 
 

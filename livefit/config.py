@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from udfs.envelope import DEFAULT_MAX_CREATED_AFTER_COMMIT_MS
+
 if TYPE_CHECKING:
     from udfs.customer import ScoringParams
 
@@ -119,6 +121,10 @@ class JobConfig:
     label_horizon_s: float = 120.0
     history_len: int = 20  # warm-up history kept per customer (most recent events)
     max_out_of_orderness_ms: int = 2_000
+    # A row whose created_at lies further than this after its own commit (source.ts_ms) was
+    # written by a wrong clock: it is dead-lettered and kept out of event time, where it would
+    # resolve every pending label at once. Raise it only for a source clock known to run ahead.
+    max_created_after_commit_ms: int = DEFAULT_MAX_CREATED_AFTER_COMMIT_MS
     # A topic partition with nothing to read stops holding the watermark back after this long of
     # input activity time (Flink's rule: the clock stands still while the job is backpressured).
     # Shorter resolves labels sooner after a quiet spell but risks passing orders not yet read.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 
 from models.registry import save_model
 from udfs.anomaly import ORDER_FEATURE_NAMES
-from udfs.envelope import MAX_CREATED_AFTER_COMMIT_MS, iso_ms
+from udfs.envelope import DEFAULT_MAX_CREATED_AFTER_COMMIT_MS, VALIDATORS, InvalidEvent, iso_ms
 from udfs.features import FEATURE_NAMES, Product
 from udfs.replay import HistoryEvent, order_examples, replay
 from udfs.scoring import cold_start_name
@@ -33,9 +34,12 @@ MIN_ORDERS = 20  # an isolation forest needs some normal history to say what is 
 
 
 def without_rows_from_the_future(events: list[HistoryEvent], now_ms: int,
-                                 say: Callable[[str], None] = print) -> list[HistoryEvent]:
-    """The history without rows created later than ``now_ms`` (the database's clock) plus the
-    margin the job allows a ``created_at`` after its commit. The job dead-letters such rows (a
+                                 say: Callable[[str], None] = print,
+                                 margin_ms: int = DEFAULT_MAX_CREATED_AFTER_COMMIT_MS,
+                                 ) -> list[HistoryEvent]:
+    """The history without rows created later than ``now_ms`` (the database's clock) plus
+    ``margin_ms``, the margin the job allows a ``created_at`` after its commit
+    (``job.max_created_after_commit_ms``). The job dead-letters such rows (a
     wrong clock wrote them), so training on them would learn from what serving never sees; one
     of them would also set the history's end, and with it which interactions count as negatives
     because their horizon has passed, a year ahead. Says what it left out. (A row the job
@@ -48,7 +52,7 @@ def without_rows_from_the_future(events: list[HistoryEvent], now_ms: int,
     [train] left out 1 row created after the database's clock (now 1970-01-01T00:00:02Z): orders 2 (2001-09-09T01:46:40Z); the job dead-letters them too
     [1]
     """
-    cutoff = now_ms + MAX_CREATED_AFTER_COMMIT_MS
+    cutoff = now_ms + margin_ms
     future = [e for e in events if e.ts_ms > cutoff]
     if not future:
         return events
@@ -59,31 +63,62 @@ def without_rows_from_the_future(events: list[HistoryEvent], now_ms: int,
     return [e for e in events if e.ts_ms <= cutoff]
 
 
-def extract_history(dsn: str, say: Callable[[str], None] = print
+def rows_the_job_accepts(table: str, rows: list[dict[str, Any]],
+                         say: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """The warehouse rows of ``table`` that the job would accept, by the parser's own checks
+    (``udfs.envelope.VALIDATORS``). The job dead-letters the rest (an order of -5, a product
+    without a price), so training leaves them out too, and says which and why: on such a row
+    the features are undefined (the log of a negative amount), or serving never sees it.
+
+    >>> order = {"id": 1, "customer_id": 2, "product_id": 3, "quantity": 1, "amount": 9.5}
+    >>> kept = rows_the_job_accepts("orders", [order, {**order, "id": 2, "amount": -5.0}])
+    [train] left out 1 orders row the job dead-letters: id 2 (amount: -5.0 is outside [0, 1e+09])
+    >>> [r["id"] for r in kept]
+    [1]
+    """
+    validate = VALIDATORS[table]
+    kept, refused = [], []
+    for row in rows:
+        try:
+            validate(row)
+            kept.append(row)
+        except InvalidEvent as exc:
+            refused.append(f"id {row.get('id')} ({exc})")
+    if refused:
+        say(f"[train] left out {len(refused)} {table} row{'s' * (len(refused) > 1)} the job "
+            f"dead-letters: {', '.join(refused[:5])}{', ...' if len(refused) > 5 else ''}")
+    return kept
+
+
+def extract_history(dsn: str, say: Callable[[str], None] = print,
+                    margin_ms: int = DEFAULT_MAX_CREATED_AFTER_COMMIT_MS,
                     ) -> tuple[list[HistoryEvent], dict[int, Product]]:
+    """The warehouse's history as the job would have seen it: only rows it accepts, none created
+    after the database's clock."""
     import psycopg
 
     def ms(ts: datetime) -> int:
         return int(ts.timestamp() * 1000)
 
     with psycopg.connect(dsn) as conn:
+        def fetch(table: str, columns: str) -> list[dict[str, Any]]:
+            cur = conn.execute(f"SELECT {columns} FROM {table}")
+            names = [d.name for d in cur.description or []]
+            # numeric columns arrive as Decimal; the job reads them as JSON numbers (floats)
+            rows = [{k: float(v) if isinstance(v, Decimal) else v for k, v in zip(names, r, strict=True)}
+                    for r in cur]
+            return rows_the_job_accepts(table, rows, say)
+
         now_ms = ms(conn.execute("SELECT now()").fetchone()[0])
-        products = {
-            int(r[0]): Product(int(r[0]), r[1], r[2], float(r[3]))
-            for r in conn.execute("SELECT id, category, color, price FROM products")
-        }
-        events = [
-            HistoryEvent(ms(r[4]), "interactions", int(r[0]), int(r[1]), int(r[2]), kind=r[3])
-            for r in conn.execute(
-                "SELECT id, customer_id, product_id, kind, created_at FROM interactions")
-        ]
-        events += [
-            HistoryEvent(ms(r[4]), "orders", int(r[0]), int(r[1]), int(r[2]), amount=float(r[3]),
-                         quantity=int(r[5]))
-            for r in conn.execute(
-                "SELECT id, customer_id, product_id, amount, created_at, quantity FROM orders")
-        ]
-    return without_rows_from_the_future(events, now_ms, say), products
+        products = {int(r["id"]): Product.from_row(r)
+                    for r in fetch("products", "id, category, color, price")}
+        events = [HistoryEvent(ms(r["created_at"]), "interactions", r["id"], r["customer_id"],
+                               r["product_id"], kind=r["kind"])
+                  for r in fetch("interactions", "id, customer_id, product_id, kind, created_at")]
+        events += [HistoryEvent(ms(r["created_at"]), "orders", r["id"], r["customer_id"], r["product_id"],
+                                amount=r["amount"], quantity=r["quantity"])
+                   for r in fetch("orders", "id, customer_id, product_id, amount, created_at, quantity")]
+    return without_rows_from_the_future(events, now_ms, say, margin_ms), products
 
 
 def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -100,9 +135,10 @@ def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 def train(
     dsn: str, model_dir: str, name: str, label_horizon_ms: int, history_len: int,
     say: Callable[[str], None] = print, anomaly_name: str = "order_anomaly",
+    max_created_after_commit_ms: int = DEFAULT_MAX_CREATED_AFTER_COMMIT_MS,
 ) -> dict[str, Any]:
     """Train on the warehouse at ``dsn`` (see the module docstring)."""
-    events, products = extract_history(dsn, say)
+    events, products = extract_history(dsn, say, max_created_after_commit_ms)
     return train_on_history(events, products, model_dir, name, label_horizon_ms, history_len, say,
                             anomaly_name)
 

@@ -36,12 +36,13 @@ MAX_AMOUNT = 1e9  # anything above is a data error, not a purchase
 # record near the broker's 1 MB limit would otherwise not fit into a dead letter and fail the sink).
 MAX_DEAD_LETTER_BYTES = 256 * 1024
 # How far a row's created_at may lie after its own commit time (source.ts_ms) before it is
-# dead-lettered: a row is not created after it is committed, so a larger lead is a wrong clock
-# or value where the row was written (a year typed wrong, micros read as millis). Accepted, it
-# would move event time ahead and resolve every pending label and customer TTL at once. The
-# margin allows an application host's clock to run somewhat ahead of the database's. The JVM
-# assigner keeps such a record at its commit time (ChangeEventTimeAssigner's constant of that name).
-MAX_CREATED_AFTER_COMMIT_MS = 60_000
+# dead-lettered, unless configured otherwise (job.max_created_after_commit_ms): a row is not
+# created after it is committed, so a larger lead is a wrong clock or value where the row was
+# written (a year typed wrong, local time stored as UTC). Accepted, it would move event time ahead
+# and resolve every pending label and customer TTL at once. The margin lets an application
+# host's clock run a little ahead of the database's. The JVM assigner keeps such a record at its
+# commit time (ChangeEventTimeAssigner, with the same default).
+DEFAULT_MAX_CREATED_AFTER_COMMIT_MS = 60_000
 
 
 @dataclass(slots=True)
@@ -230,15 +231,18 @@ def created_after_commit(table: str, created_at: Any, event_ts_ms: int, commit_t
             f"the change was committed ({iso_ms(commit_ts_ms)}, source.ts_ms): a row is not created after its "
             "commit, so the clock or value that wrote created_at is wrong. It is kept out of event "
             "time, where it would resolve pending labels early. Correct created_at where the row is "
-            "written; the change is in this dead letter.")
+            "written (or, if that clock is known to run ahead, raise job.max_created_after_commit_ms); "
+            "the change is in this dead letter.")
 
 
 def parse_record(
     topic: str, partition: int, offset: int, timestamp_ms: int,
     key: bytes | None, value: bytes | None,
+    max_created_after_commit_ms: int = DEFAULT_MAX_CREATED_AFTER_COMMIT_MS,
 ) -> ChangeEvent | Tombstone | Heartbeat | DeadLetter:
     """Turn one Kafka record from a CDC topic into an event, a tombstone, a heartbeat or a dead
-    letter.
+    letter. A row whose created_at lies more than ``max_created_after_commit_ms`` after its
+    commit is a dead letter (see DEFAULT_MAX_CREATED_AFTER_COMMIT_MS).
 
     >>> parse_record("shop.changes", 0, 9, 0, b'{"serverName":"shop"}', b'{"ts_ms":1795469954230}')
     Heartbeat(ts_ms=1795469954230)
@@ -290,7 +294,7 @@ def parse_record(
         return dead(f"{table}: {exc}")
     commit_ts = next((t for t in (source.get("ts_ms"), env.get("ts_ms"))
                       if isinstance(t, int) and not isinstance(t, bool)), timestamp_ms)
-    if event_ts is not None and event_ts - commit_ts > MAX_CREATED_AFTER_COMMIT_MS:
+    if event_ts is not None and event_ts - commit_ts > max_created_after_commit_ms:
         return dead(created_after_commit(table, row.get("created_at"), event_ts, commit_ts))
     lsn = source.get("lsn")
     snap = source.get("snapshot")

@@ -28,7 +28,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from livefit.config import CDC_TABLES, Config, load_config
 from livefit.kafka_io import producer
-from udfs.envelope import MAX_CREATED_AFTER_COMMIT_MS
+from udfs.envelope import DEFAULT_MAX_CREATED_AFTER_COMMIT_MS
 
 log = logging.getLogger("livefit.feeder")
 
@@ -73,10 +73,11 @@ def debezium_properties(cfg: Config, offsets_file: Path) -> dict[str, str]:
     }
 
 
-def row_time_ms(value: str | None, fallback_ms: int | None) -> int | None:
+def row_time_ms(value: str | None, fallback_ms: int | None,
+                margin_ms: int = DEFAULT_MAX_CREATED_AFTER_COMMIT_MS) -> int | None:
     """Event time of a change: the row's created_at, else the source commit time. A created_at
-    more than MAX_CREATED_AFTER_COMMIT_MS after the commit is a wrong clock (the job
-    dead-letters that row): the commit time then."""
+    more than ``margin_ms`` (job.max_created_after_commit_ms) after the commit is a wrong clock
+    (the job dead-letters that row): the commit time then."""
     if value is None:
         return fallback_ms
     try:
@@ -87,7 +88,7 @@ def row_time_ms(value: str | None, fallback_ms: int | None) -> int | None:
         committed = int(source.get("ts_ms") or env.get("ts_ms") or 0) or fallback_ms
         if isinstance(created, str):
             created_ms = int(datetime.fromisoformat(created).timestamp() * 1000)
-            if committed is None or created_ms - committed <= MAX_CREATED_AFTER_COMMIT_MS:
+            if committed is None or created_ms - committed <= margin_ms:
                 return created_ms
         return committed
     except (ValueError, TypeError, AttributeError, OverflowError):
@@ -116,7 +117,7 @@ def build_handler(cfg: Config) -> Any:
             last_ts: int | None = None
             for rec in records:
                 value = _java_str(rec.value())
-                ts = row_time_ms(value, last_ts)
+                ts = row_time_ms(value, last_ts, cfg.job.max_created_after_commit_ms)
                 last_ts = ts
                 kwargs: dict[str, Any] = {"on_delivery": on_delivery}
                 if ts:

@@ -236,14 +236,19 @@ def test_a_row_created_in_the_future_is_dead_lettered_and_event_time_stays(pipel
     print(f"\n[e2e] a row created a year ahead: dead-lettered ({reason[:90]}...); "
           "the interaction before it still learned its positive")
 
-    # Offline training leaves the row out as well, and says so.
+    # Offline training leaves out what the job dead-letters, and says so: the future row, and
+    # an order of -5 (on which training once crashed: the log of a negative amount).
     from models.train import train
 
+    with psycopg.connect(p.cfg.postgres.dsn, autocommit=True) as conn:
+        [bad_order] = conn.execute("INSERT INTO orders (customer_id, product_id, quantity, amount) "
+                                   "VALUES (100004, 9, 1, -5) RETURNING id").fetchone()
     said: list[str] = []
     train(p.cfg.postgres.dsn, str(tmp_path), p.cfg.job.model_name, int(p.cfg.job.label_horizon_s * 1000),
           p.cfg.job.history_len, say=said.append)
     assert any("left out 1 row created after the database's clock" in s and f"interactions {future} (" in s
                for s in said), said
+    assert any("orders row" in s and f"id {bad_order} (amount: -5.0" in s for s in said), said
 
 
 def test_the_local_job_listens_on_loopback_only(pipeline):

@@ -183,19 +183,29 @@ def test_a_heartbeat_carries_its_time_into_the_source(jvm):
     assert event_time(b"not json") == 42
 
 
-def test_a_row_created_after_its_commit_keeps_its_commit_time_in_the_source(jvm):
-    """The JVM and Python draw the same line: where the parser dead-letters a created_at beyond
+@pytest.mark.parametrize("margin", [None, 10 * 3_600_000])
+def test_a_row_created_after_its_commit_keeps_its_commit_time_in_the_source(jvm, margin):
+    """The JVM and Python draw the same line, by default and as configured (the job hands
+    job.max_created_after_commit_ms to both): where the parser dead-letters a created_at beyond
     the margin after its commit, the source gives the record its commit time, so it cannot move
     the watermark ahead; below the line both take created_at."""
+    from jobs.score_job import event_time_watermarks
+    from livefit.config import Config
     from tests.udfs.test_envelope import COMMIT_MS, created_at_ahead
-    from udfs.envelope import MAX_CREATED_AFTER_COMMIT_MS, DeadLetter
+    from udfs.envelope import DEFAULT_MAX_CREATED_AFTER_COMMIT_MS, DeadLetter
 
-    assert jvm.livefit.flink.ChangeEventTimeAssigner.MAX_CREATED_AFTER_COMMIT_MS == MAX_CREATED_AFTER_COMMIT_MS
-    assigner = jvm.livefit.flink.ChangeEventTimeAssigner()
-    margin = MAX_CREATED_AFTER_COMMIT_MS
-    for lead_ms in (-86_400_000, 0, margin - 1000, margin, margin + 1000, 365 * 86_400_000):
+    cfg = Config()
+    assert (jvm.livefit.flink.ChangeEventTimeAssigner.DEFAULT_MAX_CREATED_AFTER_COMMIT_MS
+            == DEFAULT_MAX_CREATED_AFTER_COMMIT_MS == cfg.job.max_created_after_commit_ms)
+    if margin is not None:
+        cfg.job.max_created_after_commit_ms = margin
+    margin = cfg.job.max_created_after_commit_ms
+    # The job's own strategy, as event_time_watermarks builds it from the configuration.
+    assigner = event_time_watermarks(cfg)._j_watermark_strategy.createTimestampAssigner(None)
+    for lead_ms in (-86_400_000, 0, margin - 1000, margin, margin + 1000, 9 * 3_600_000,
+                    365 * 86_400_000):
         value = created_at_ahead(lead_ms)
-        rec = parse_record("shop.changes", 0, 0, 0, None, value)
+        rec = parse_record("shop.changes", 0, 0, 0, None, value, margin)
         source_time = int(assigner.extractTimestamp(raw_record(jvm, "shop.changes", value), 42))
         if isinstance(rec, ChangeEvent):
             assert source_time == rec.event_ts_ms == COMMIT_MS + lead_ms

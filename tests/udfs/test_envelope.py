@@ -9,7 +9,13 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from udfs.envelope import MAX_CREATED_AFTER_COMMIT_MS, ChangeEvent, DeadLetter, Tombstone, parse_record
+from udfs.envelope import (
+    DEFAULT_MAX_CREATED_AFTER_COMMIT_MS,
+    ChangeEvent,
+    DeadLetter,
+    Tombstone,
+    parse_record,
+)
 
 TOPIC = "shop.public.interactions"
 
@@ -145,10 +151,20 @@ def test_a_row_created_after_its_commit_is_dead_lettered_and_says_why():
     assert isinstance(kept, ChangeEvent) and kept.event_ts_ms == COMMIT_MS + 30_000
 
 
+def test_a_source_clock_known_to_run_ahead_can_be_allowed_for():
+    """Local time stored as UTC (9 hours ahead here) is refused by default, with the setting to
+    raise in the reason, and kept once job.max_created_after_commit_ms allows for it."""
+    nine_hours = 9 * 3_600_000
+    assert "raise job.max_created_after_commit_ms" in _reason(created_at_ahead(nine_hours))
+    kept = parse_record(TOPIC, 0, 42, 0, None, created_at_ahead(nine_hours),
+                        max_created_after_commit_ms=10 * 3_600_000)
+    assert isinstance(kept, ChangeEvent) and kept.event_ts_ms == COMMIT_MS + nine_hours
+
+
 @given(st.integers(-10**7, 10**7).map(lambda s: s * 1000))  # whole seconds, up to ~4 months
 def test_only_a_created_at_beyond_the_margin_after_the_commit_is_refused(lead_ms):
     rec = parse(created_at_ahead(lead_ms))
-    if lead_ms <= MAX_CREATED_AFTER_COMMIT_MS:
+    if lead_ms <= DEFAULT_MAX_CREATED_AFTER_COMMIT_MS:
         assert isinstance(rec, ChangeEvent) and rec.event_ts_ms == COMMIT_MS + lead_ms
     else:
         assert isinstance(rec, DeadLetter) and "after the change was committed" in rec.reason

@@ -10,9 +10,10 @@ import org.apache.flink.types.Row;
  * {@code created_at} (ISO string, or epoch micros for {@code timestamp} columns), else the commit
  * time {@code source.ts_ms}, else the time Debezium stamped on the record ({@code ts_ms}: a
  * heartbeat has nothing else, and moves event time on while the database is quiet), else the
- * Kafka record timestamp. A {@code created_at} more than a minute after the commit time is a
- * wrong clock: the parser dead-letters that row, and here it takes its commit time, so it cannot
- * move the watermark ahead (which would resolve every pending label at once). It runs inside the
+ * Kafka record timestamp. A {@code created_at} more than {@code job.max_created_after_commit_ms}
+ * (a minute by default) after the commit time is a wrong clock: the parser dead-letters that row,
+ * and here it takes its commit time, so it cannot move the watermark ahead (which would resolve
+ * every pending label at once). It runs inside the
  * Kafka source so watermarks stay per split (per topic partition), whoever produced the topic:
  * the embedded feeder or a Debezium in Kafka Connect (which stamps records with their send time).
  * Never throws.
@@ -21,10 +22,20 @@ public class ChangeEventTimeAssigner implements SerializableTimestampAssigner<Ro
     private static final long serialVersionUID = 1L;
 
     /**
-     * How far a row's {@code created_at} may lie after its commit time before it counts as a
-     * wrong clock (udfs/envelope.py's {@code MAX_CREATED_AFTER_COMMIT_MS}, which dead-letters it).
+     * How far a row's {@code created_at} may lie after its commit time, by default, before it
+     * counts as a wrong clock (udfs/envelope.py's {@code DEFAULT_MAX_CREATED_AFTER_COMMIT_MS}).
      */
-    public static final long MAX_CREATED_AFTER_COMMIT_MS = 60_000L;
+    public static final long DEFAULT_MAX_CREATED_AFTER_COMMIT_MS = 60_000L;
+
+    private final long maxCreatedAfterCommitMs;
+
+    public ChangeEventTimeAssigner() {
+        this(DEFAULT_MAX_CREATED_AFTER_COMMIT_MS);
+    }
+
+    public ChangeEventTimeAssigner(long maxCreatedAfterCommitMs) {
+        this.maxCreatedAfterCommitMs = maxCreatedAfterCommitMs;
+    }
 
     @Override
     public long extractTimestamp(Row row, long recordTimestamp) {
@@ -54,7 +65,7 @@ public class ChangeEventTimeAssigner implements SerializableTimestampAssigner<Ro
             } else {
                 return committed;
             }
-            long margin = MAX_CREATED_AFTER_COMMIT_MS;
+            long margin = maxCreatedAfterCommitMs;
             boolean afterCommit = committed <= Long.MAX_VALUE - margin && createdMs > committed + margin;
             return afterCommit ? committed : createdMs;
         } catch (Exception e) {
