@@ -13,10 +13,9 @@ import org.apache.flink.types.Row;
  * Kafka record timestamp. A {@code created_at} more than {@code job.max_created_after_commit_ms}
  * (a minute by default) after the commit time is a wrong clock: the parser dead-letters that row,
  * and here it takes its commit time, so it cannot move the watermark ahead (which would resolve
- * every pending label at once). It runs inside the
- * Kafka source so watermarks stay per split (per topic partition), whoever produced the topic:
- * the embedded feeder or a Debezium in Kafka Connect (which stamps records with their send time).
- * Never throws.
+ * every pending label at once). It runs inside the Kafka source so watermarks stay per split
+ * (per topic partition), whoever produced the topic: the embedded feeder or a Debezium in Kafka
+ * Connect (which stamps records with their send time). Never throws.
  */
 public class ChangeEventTimeAssigner implements SerializableTimestampAssigner<Row> {
     private static final long serialVersionUID = 1L;
