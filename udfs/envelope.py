@@ -292,8 +292,12 @@ def parse_record(
         event_ts = _ts_ms(row, "created_at")
     except InvalidEvent as exc:
         return dead(f"{table}: {exc}")
-    commit_ts = next((t for t in (source.get("ts_ms"), env.get("ts_ms"))
-                      if isinstance(t, int) and not isinstance(t, bool)), timestamp_ms)
+    # source.ts_ms, else the envelope's ts_ms, else the Kafka timestamp (inline: once per record)
+    commit_ts = source.get("ts_ms")
+    if not isinstance(commit_ts, int) or isinstance(commit_ts, bool):
+        commit_ts = env.get("ts_ms")
+        if not isinstance(commit_ts, int) or isinstance(commit_ts, bool):
+            commit_ts = timestamp_ms
     if event_ts is not None and event_ts - commit_ts > max_created_after_commit_ms:
         return dead(created_after_commit(table, row.get("created_at"), event_ts, commit_ts))
     lsn = source.get("lsn")
