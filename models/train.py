@@ -7,7 +7,7 @@ keeps serving the version it loaded.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -53,14 +53,25 @@ def without_rows_from_the_future(events: list[HistoryEvent], now_ms: int,
     [1]
     """
     cutoff = now_ms + margin_ms
-    future = [e for e in events if e.ts_ms > cutoff]
-    if not future:
-        return events
-    shown = ", ".join(f"{e.table} {e.row_id} ({iso_ms(e.ts_ms)})" for e in future[:5])
-    say(f"[train] left out {len(future)} row{'s' * (len(future) > 1)} created after the database's "
-        f"clock (now {iso_ms(now_ms)}): {shown}{', ...' if len(future) > 5 else ''}; "
-        "the job dead-letters them too")
-    return [e for e in events if e.ts_ms <= cutoff]
+    kept, future = [], []
+    for e in events:
+        (future if e.ts_ms > cutoff else kept).append(e)
+    if future:
+        say(f"[train] left out {_rows(len(future))} created after the database's clock (now "
+            f"{iso_ms(now_ms)}): {_first_few(f'{e.table} {e.row_id} ({iso_ms(e.ts_ms)})' for e in future)}; "
+            "the job dead-letters them too")
+    return kept
+
+
+def _rows(n: int, table: str = "") -> str:
+    """``n`` rows, for a message: "1 row", "2 orders rows"."""
+    return f"{n} {table + ' ' if table else ''}row{'s' * (n > 1)}"
+
+
+def _first_few(items: Iterable[str], shown: int = 5) -> str:
+    """The first ``shown`` of ``items``, then "..." if there are more."""
+    items = list(items)
+    return ", ".join(items[:shown]) + (", ..." if len(items) > shown else "")
 
 
 def rows_the_job_accepts(table: str, rows: list[dict[str, Any]],
@@ -85,8 +96,7 @@ def rows_the_job_accepts(table: str, rows: list[dict[str, Any]],
         except InvalidEvent as exc:
             refused.append(f"id {row.get('id')} ({exc})")
     if refused:
-        say(f"[train] left out {len(refused)} {table} row{'s' * (len(refused) > 1)} the job "
-            f"dead-letters: {', '.join(refused[:5])}{', ...' if len(refused) > 5 else ''}")
+        say(f"[train] left out {_rows(len(refused), table)} the job dead-letters: {_first_few(refused)}")
     return kept
 
 
