@@ -1,16 +1,16 @@
 """livefit scoring job (PyFlink DataStream API).
 
-    changes + control topics --> cdc-source --+--> changes --> shard-by-customer --> micro-batch (JVM) --+
-                                              |                (products: every shard)                    v
-                                              +--> control-messages --> parse-control --> score-and-learn
-                                                    (model choice, drift)   |  broadcast state  |  parse, score, learn
-                                                                            |                   v
-                                                                            |             split-outputs (JVM)
-                                                                            v                   v
-                                                                     dead letters -------> kafka-sink
-                                                                                          ^   (livefit.scores / .labels /
-                 drift examples, keyed by segment (JVM) --> learn-segment-drift ----------+    .metrics / .deadletter, and
-                 (split off score-and-learn's output)        (drift corrections)                livefit.control: read back above)
+    changes topic --> changes-source --> shard-by-customer --> micro-batch (JVM) -----------------+
+                                         (products: every shard)                                  v
+    control topic --> control-source --> parse-control ---------------------------------> score-and-learn
+                      (outside event time) (model choice, drift)  |  broadcast state     |  parse, score, learn
+                                                                  |                      v
+                                                                  |                split-outputs (JVM)
+                                                                  v                      v
+                                                           dead letters ----------> kafka-sink
+                                                                                     ^   (livefit.scores / .labels /
+                 drift examples, keyed by segment (JVM) --> learn-segment-drift -----+    .metrics / .deadletter, and
+                 (split off score-and-learn's output)        (drift corrections)           livefit.control: read back above)
 
 Debezium writes every table's changes into one topic in commit order (KafkaConfig.changes_topic).
 They are sharded in the JVM (ShardRouter.java: customer id mod job.shards; a product change goes
@@ -664,15 +664,17 @@ class LearnSegmentDrift(KeyedProcessFunction):
                       orjson.dumps(correction.to_message()))
 
 
-def kafka_source(cfg: Config) -> KafkaSource:
+def kafka_source(cfg: Config, topic: str, name: str) -> KafkaSource:
+    """A source of ``topic``, committing its offsets to the job's consumer group (so
+    ``job.start_from = "committed"`` resumes every source); ``name`` tells its clients apart."""
     k = cfg.kafka
     starting = (KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.EARLIEST)
                 if cfg.job.start_from == "committed" else KafkaOffsetsInitializer.earliest())
     builder = (KafkaSource.builder()
                .set_bootstrap_servers(k.bootstrap_servers)
-               .set_topics(k.changes_topic, k.control_topic)
+               .set_topics(topic)
                .set_group_id(k.consumer_group)
-               .set_client_id_prefix(k.consumer_group)
+               .set_client_id_prefix(f"{k.consumer_group}-{name}")
                .set_starting_offsets(starting))
     # kafka.source_fetch_max_wait_ms (Kafka's default, 500 ms, is a latency floor on Tansu);
     # kafka.java_properties may still override it.
@@ -706,13 +708,12 @@ def kafka_sink(cfg: Config) -> KafkaSink:
 
 def event_time_watermarks(cfg: Config) -> WatermarkStrategy:
     """Per-split watermarks on the change's own time (see ChangeEventTimeAssigner.java): a Python
-    assigner would run after the source and lose the per-topic view, letting one topic's progress
-    fire another's timers early. A partition with nothing to read goes idle by Flink's rule (its
-    input activity clock stands still while the job is backpressured, so a partition with data
-    waiting is not passed), or with ``job.source_idle_when_others_read`` also while the source
-    reads its other partitions (QuietSplitIdleness.java; see the config for when that is unsafe).
-    The control topic's records carry the wall clock, not event time: its split never holds or
-    moves the watermark once it has a record (ControlTopicOutsideEventTime.java)."""
+    assigner would run after the source and lose the per-partition view, letting one partition's
+    progress fire another's timers early. A partition with nothing to read goes idle by Flink's
+    rule (its input activity clock stands still while the job is backpressured, so a partition
+    with data waiting is not passed), or with ``job.source_idle_when_others_read`` also while the
+    source reads its other partitions (QuietSplitIdleness.java; see the config for when that is
+    unsafe). The control topic has a source of its own, outside event time (control_watermarks)."""
     jvm = get_gateway().jvm
     duration = jvm.java.time.Duration
     out_of_order = duration.ofMillis(cfg.job.max_out_of_orderness_ms)
@@ -722,9 +723,14 @@ def event_time_watermarks(cfg: Config) -> WatermarkStrategy:
     else:
         j_strategy = (jvm.org.apache.flink.api.common.eventtime.WatermarkStrategy
                       .forBoundedOutOfOrderness(out_of_order).withIdleness(idleness))
-    j_strategy = jvm.livefit.flink.ControlTopicOutsideEventTime.strategy(j_strategy, cfg.kafka.control_topic)
     assigner = jvm.livefit.flink.ChangeEventTimeAssigner(cfg.job.max_created_after_commit_ms)
     return WatermarkStrategy(j_strategy.withTimestampAssigner(assigner))
+
+
+def control_watermarks() -> WatermarkStrategy:
+    """The control topic's records carry the wall clock, not event time: its source is idle for
+    good and never holds or moves the watermark (ControlTopicOutsideEventTime.java)."""
+    return WatermarkStrategy(get_gateway().jvm.livefit.flink.ControlTopicOutsideEventTime.strategy())
 
 
 def _by_topic(stream: DataStream, topics: list[str], keep: bool, name: str) -> DataStream:
@@ -758,18 +764,21 @@ def _keyed_in_jvm(stream: DataStream, j_key_assigner: Any, key_type: Any, value_
 def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     """Add the livefit pipeline to ``env``."""
     j, k = cfg.job, cfg.kafka
-    # The uid names the topics read: a savepoint of the job that read one topic per table would
-    # otherwise restore splits of topics this job no longer reads.
-    raw = (env.from_source(kafka_source(cfg), event_time_watermarks(cfg), "cdc-source", RAW_RECORD)
-           .uid("cdc-source-changes"))
+    # One source per topic, each uid naming its topic: a savepoint of a job whose source read
+    # other topics (one per table before session 14; changes and control together before
+    # session 20) is refused at restore instead of restoring their splits into this source.
+    changes_in = (env.from_source(kafka_source(cfg, k.changes_topic, "changes"), event_time_watermarks(cfg),
+                                  "changes-source", RAW_RECORD).uid("changes-source"))
+    control_in = (env.from_source(kafka_source(cfg, k.control_topic, "control"), control_watermarks(),
+                                  "control-source", RAW_RECORD).uid("control-source"))
     jvm = get_gateway().jvm
     # Control messages: parsed in Python, broadcast to every scoring task.
-    control = (_by_topic(raw, [k.control_topic], True, "control-messages")
+    control = (control_in
                .process(ParseControl(k.deadletter_topic), output_type=Types.PICKLED_BYTE_ARRAY())
                .name("parse-control").uid("parse-control"))
     # Changes: sharded and micro-batched in the JVM, so the raw bytes of many changes go to the
     # keyed Python operator as one element; a product change goes to every shard.
-    changes = _keyed_in_jvm(_by_topic(raw, [k.control_topic], False, "changes"),
+    changes = _keyed_in_jvm(changes_in,
                             jvm.livefit.flink.ShardRouter(j.shards), Types.LONG(),
                             Types.PRIMITIVE_ARRAY(Types.BYTE()), "shard-by-customer",
                             micro_batch=(cfg.flink.micro_batch_records, cfg.flink.micro_batch_ms),

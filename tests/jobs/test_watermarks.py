@@ -105,22 +105,13 @@ class Output:
 
 
 def test_the_control_topic_never_moves_event_time(jvm):
-    """ControlTopicOutsideEventTime: a control split (wall-clock stamps) goes idle at its first
-    record and emits no watermark, whatever its records' times; a change split keeps the bounded
-    out-of-orderness rule."""
-    duration = jvm.java.time.Duration
-
-    def generator() -> Any:
-        inner = jvm.org.apache.flink.api.common.eventtime.BoundedOutOfOrdernessWatermarks(duration.ofMillis(2_000))
-        return jvm.livefit.flink.ControlTopicOutsideEventTime(inner, "livefit.control")
-
-    control, out = generator(), Output()
+    """ControlTopicOutsideEventTime, the control source's rule: idle from its first periodic emit,
+    before any record (an empty control topic must not hold the watermark back during a
+    catch-up), and no watermark whatever its records' wall-clock times."""
+    control, out = jvm.livefit.flink.ControlTopicOutsideEventTime(), Output()
+    control.onPeriodicEmit(out)
+    assert out.calls == [("idle", 0)]
     for wall_clock_ms in (1_795_469_954_230, 1_795_469_999_999):
         control.onEvent(raw_record(jvm, "livefit.control", b"{}"), wall_clock_ms, out)
         control.onPeriodicEmit(out)
     assert out.calls and all(kind == "idle" for kind, _ in out.calls), out.calls
-
-    changes, out = generator(), Output()
-    changes.onEvent(raw_record(jvm, "shop.changes", b"{}"), 1_790_000_010_000, out)
-    changes.onPeriodicEmit(out)
-    assert out.calls == [("watermark", 1_790_000_010_000 - 2_000 - 1)]
