@@ -441,7 +441,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         parsed = 0
         products = self.products.setdefault(shard, {})
         for raw in batch:
-            rec = parse_record(*raw, self.max_created_after_commit_ms)
+            rec = parse_record(*raw, max_created_after_commit_ms=self.max_created_after_commit_ms)
             if isinstance(rec, Tombstone):
                 self.tombstones.inc()  # handled: the delete before it carried the row
                 continue

@@ -205,7 +205,7 @@ def test_a_row_created_after_its_commit_keeps_its_commit_time_in_the_source(jvm,
     for lead_ms in (-86_400_000, 0, margin - 1000, margin, margin + 1000, 9 * 3_600_000,
                     365 * 86_400_000):
         value = created_at_ahead(lead_ms)
-        rec = parse_record("shop.changes", 0, 0, 0, None, value, margin)
+        rec = parse_record("shop.changes", 0, 0, 0, None, value, max_created_after_commit_ms=margin)
         source_time = int(assigner.extractTimestamp(raw_record(jvm, "shop.changes", value), 42))
         if isinstance(rec, ChangeEvent):
             assert source_time == rec.event_ts_ms == COMMIT_MS + lead_ms
