@@ -178,7 +178,7 @@ def _score_entry(msg: Any, r: dict[str, Any]) -> dict[str, Any] | None:
         return None  # order anomaly scores: measured as part of the work, counted apart
     return {"broker_ts": msg.timestamp()[1], "commit_ts": r["commit_ts"],
             "snapshot": r["snapshot"], "interaction_id": r["interaction_id"], "scored_at": r["scored_at"],
-            "product_known": r["product_known"]}
+            "product_known": r["product_known"], "drift_offset": r["drift_offset"]}
 
 
 def _collect_scores(cfg: Config, want: Callable[[dict[str, dict[str, Any]]], bool], timeout_s: float,
@@ -283,12 +283,16 @@ def _run_job(cfg: Config, run_dir: Path, interactions: int, mode: str,
             "scored without their product's attributes")
         labels = [t for t, _ in resolved]
         positives = sum(y for _, y in resolved)
+        # The shared drift correction travels through the control topic: scores that applied
+        # one show that it reached the scoring operator while the job caught up.
+        drift_applied = sum(1 for s in scores.values() if s["drift_offset"])
         during = bisect.bisect_right(labels, ts[-1])
         learned_span = (labels[-1] - ts[0]) / 1000 if labels else float("nan")
         learned_eps = len(labels) / learned_span if labels and learned_span > 0 else float("nan")
         say(f"job, python {mode} mode: {len(labels):,} labels learned, the last {learned_span:.1f}s "
             f"after the first score: {learned_eps:,.0f} interactions/s scored and learned from; "
-            f"{during:,} before the last score; {positives:,} positive")
+            f"{during:,} before the last score; {positives:,} positive; {drift_applied:,} scores "
+            "applied a segment's drift correction")
         time.sleep(max(0.0, cfg.job.checkpoint_interval_ms / 1000 * 1.5))  # one more checkpoint
     finally:
         if sampler is not None:
@@ -299,6 +303,7 @@ def _run_job(cfg: Config, run_dir: Path, interactions: int, mode: str,
     return {"eps": round(eps, 1), "seconds": round(span, 1),
             "learned_eps": round(learned_eps, 1), "learned_seconds": round(learned_span, 1),
             "labels": len(labels), "labels_before_last_score": during, "positives": positives,
+            "scores_with_drift_correction": drift_applied,
             "feature_parity": parity,
             "memory_peak": sampler.peak if sampler else {},
             "checkpoints": _checkpoints(run_dir / "logs" / "flink")}
