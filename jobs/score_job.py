@@ -679,8 +679,8 @@ def kafka_source(cfg: Config, topic: str, name: str) -> KafkaSource:
     # kafka.source_fetch_max_wait_ms (Kafka's default, 500 ms, is a latency floor on Tansu);
     # kafka.java_properties may still override it.
     builder.set_property("fetch.max.wait.ms", str(k.source_fetch_max_wait_ms))
-    for name, value in k.java_client_properties().items():
-        builder.set_property(name, value)
+    for key, value in k.java_client_properties().items():
+        builder.set_property(key, value)
     # Keep key, coordinates and raw bytes (tombstones included): see RawRecordDeserializer.java.
     builder._j_builder.setDeserializer(get_gateway().jvm.livefit.flink.RawRecordDeserializer())
     return builder.build()
