@@ -212,3 +212,42 @@ def test_a_row_created_after_its_commit_keeps_its_commit_time_in_the_source(jvm,
         else:
             assert isinstance(rec, DeadLetter) and lead_ms > margin
             assert source_time == COMMIT_MS, lead_ms
+
+
+def test_the_initial_snapshot_holds_event_time_until_its_last_record(jvm):
+    """Debezium snapshots table by table (every interaction before any order): its rows, through
+    the job's own strategy, leave the watermark where it was until the snapshot's last record,
+    so no interaction's horizon passes before its order is read. The parser still gives each
+    row its own time; streamed changes and incremental snapshots move event time as usual."""
+    from jobs.score_job import event_time_watermarks
+    from livefit.config import Config
+    from tests.jobs.test_watermarks import Output
+
+    cfg = Config()
+    assigner = event_time_watermarks(cfg)._j_watermark_strategy.createTimestampAssigner(None)
+    # The strategy's own rule around it (its idleness needs a running source's clocks).
+    generator = jvm.org.apache.flink.api.common.eventtime.BoundedOutOfOrdernessWatermarks(
+        jvm.java.time.Duration.ofMillis(cfg.job.max_out_of_orderness_ms))
+    out = Output()
+
+    def read(created_at: str, marker: str) -> int:
+        value = json.dumps({"op": "r" if marker not in ("false", "incremental") else "c", "before": None,
+                            "after": {"id": 1, "customer_id": 2, "product_id": 3, "kind": "view",
+                                      "created_at": created_at},
+                            "source": {"table": "interactions", "ts_ms": 1795469888888,
+                                       "snapshot": marker}}).encode()
+        rec = parse_record("shop.changes", 0, 0, 0, None, value)
+        assert isinstance(rec, ChangeEvent)
+        t = int(assigner.extractTimestamp(raw_record(jvm, "shop.changes", value), 42))
+        generator.onEvent(raw_record(jvm, "shop.changes", value), t, out)
+        generator.onPeriodicEmit(out)
+        return t
+
+    for marker in ("first", "true", "last_in_data_collection", "first_in_data_collection", "true"):
+        read("2026-11-22T04:00:00Z", marker)
+    assert all(kind != "watermark" or ts < 0 for kind, ts in out.calls), out.calls
+    assert read("2026-11-22T04:00:00Z", "last") == 1795320000000
+    assert out.calls[-1] == ("watermark", 1795320000000 - 2_000 - 1)
+    assert read("2026-11-22T04:01:00Z", "incremental") == 1795320060000
+    assert read("2026-11-22T04:02:00Z", "false") == 1795320120000
+    assert out.calls[-1] == ("watermark", 1795320120000 - 2_000 - 1)

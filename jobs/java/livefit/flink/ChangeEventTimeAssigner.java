@@ -36,11 +36,34 @@ public class ChangeEventTimeAssigner implements SerializableTimestampAssigner<Ro
         this.maxCreatedAfterCommitMs = maxCreatedAfterCommitMs;
     }
 
+    /**
+     * Whether a record of Debezium's initial snapshot (its {@code source.snapshot} marker) stays
+     * out of the watermark: every one but the snapshot's last. The snapshot reads table by table,
+     * every interaction before any order, so event time moved by it would resolve interactions as
+     * negatives before their orders are read. Held at the lowest time, the watermark waits for
+     * the snapshot's last record (or the first streamed change); the parser still gives each row
+     * its own time. Incremental snapshots interleave with the stream and are not held.
+     */
+    static boolean heldBySnapshot(String marker) {
+        switch (marker) {
+            case "true":
+            case "first":
+            case "first_in_data_collection":
+            case "last_in_data_collection":
+                return true;
+            default:
+                return false;
+        }
+    }
+
     @Override
     public long extractTimestamp(Row row, long recordTimestamp) {
         JsonNode env = DebeziumEnvelope.read((byte[]) row.getField(5));
         if (env == null) {
             return recordTimestamp;
+        }
+        if (heldBySnapshot(env.path("source").path("snapshot").asText(""))) {
+            return Long.MIN_VALUE;
         }
         long committed = recordTimestamp;
         JsonNode commit = env.path("source").path("ts_ms");
