@@ -133,9 +133,10 @@ class JobConfig:
     # reads its other partitions, even when backpressured (QuietSplitIdleness.java): with a
     # changes topic of several partitions, labels then fall due during a catch-up where an empty
     # partition would hold them until its end by Flink's rule alone (one partition, the default
-    # layout, never holds: the control topic has a source of its own). Off by default: it is only safe if every partition with data gets records within that time, and
-    # Tansu serves one partition at a time in runs of up to ~80k records (max.partition.fetch.bytes
-    # is not honoured). Orders read after such a run came too late: 18 and 327 positive labels of
+    # layout, never holds: the control topic has a source of its own). Off by default: it is
+    # only safe if every partition with data gets records within that time, and Tansu serves
+    # one partition at a time in runs of up to ~80k records (max.partition.fetch.bytes is not
+    # honoured). Orders read after such a run came too late: 18 and 327 positive labels of
     # 11,869 in two of three catch-ups of a 100k-interaction backlog (session 12).
     source_idle_when_others_read: bool = False
     model_dir: str = "models/artifacts"
