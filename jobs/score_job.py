@@ -104,6 +104,9 @@ from udfs.quality import RollingQuality, metrics_record
 from udfs.scoring import OfflineModel
 from udfs.state_cache import CustomerStateCache
 
+# Where livefit's packages (udfs, models, livefit, jobs) live: the repository, or site-packages.
+CODE_ROOT = Path(__file__).resolve().parent.parent
+
 log = logging.getLogger("livefit.job")
 
 # Row(topic, partition, offset, timestamp, key, value) from livefit.flink.RawRecordDeserializer
@@ -835,7 +838,10 @@ def flink_settings(cfg: Config, checkpoint_dir: str | None,
         "rest.bind-address": "127.0.0.1",
         "jobmanager.bind-host": "127.0.0.1",
         "taskmanager.bind-host": "127.0.0.1",
+        "restart-strategy.type": "exponential-delay",
     }
+    if f.restart_attempts > 0:
+        out["restart-strategy.exponential-delay.attempts-before-reset-backoff"] = str(f.restart_attempts)
     if f.state_backend == "rocksdb":
         if f.rocksdb_timers not in ("rocksdb", "heap"):
             raise ValueError(f"flink.rocksdb_timers must be rocksdb or heap, not {f.rocksdb_timers!r}")
@@ -850,10 +856,12 @@ def flink_settings(cfg: Config, checkpoint_dir: str | None,
     if f.managed_memory_mb:
         out["taskmanager.memory.managed.size"] = f"{f.managed_memory_mb}m"
     if f.python_execution_mode == "thread":
-        # The embedded interpreter must see the venv (else "No module named 'pemja'").
+        # The embedded interpreter must see the venv (else "No module named 'pemja'") and
+        # livefit's own packages: PYTHONPATH entries do not run an editable install's .pth file,
+        # so without the code root the job worked only when started from the repository.
         import site
 
-        out["python.pythonpath"] = os.pathsep.join(site.getsitepackages())
+        out["python.pythonpath"] = os.pathsep.join([*site.getsitepackages(), str(CODE_ROOT)])
     if checkpoint_dir:
         out["execution.checkpointing.storage"] = "filesystem"
         out["execution.checkpointing.dir"] = Path(checkpoint_dir).resolve().as_uri()
@@ -980,7 +988,18 @@ def run_until_stopped(env: StreamExecutionEnvironment, job_name: str, savepoint_
             _announce("the savepoint did not complete in 60 s; cancelling (the latest checkpoint remains)")
             client.cancel()
         return
-    result.result()  # raises if the job failed for good
+    try:
+        result.result()  # raises if the job failed for good
+    except Exception as failure:
+        _announce(f"the job failed and stopped restarting (flink.restart_attempts); the cause: "
+                  f"{root_cause(failure)} (Flink's log has the whole trace)")
+        raise
+
+
+def root_cause(failure: BaseException) -> str:
+    """The innermost cause of a failure Flink reports through py4j (the last "Caused by:")."""
+    causes = [line.strip() for line in str(failure).splitlines() if line.strip().startswith("Caused by:")]
+    return causes[-1].removeprefix("Caused by:").strip() if causes else str(failure).splitlines()[0]
 
 
 if __name__ == "__main__":

@@ -180,6 +180,11 @@ class FlinkConfig:
 
     rest_port: int = 8081
     rpc_port: int = 6123
+    # A failed job restarts after growing pauses (Flink's exponential delay: 1 s, x1.5 up to 60 s)
+    # and, after this many restarts without an hour of running in between, stops and fails with
+    # its cause (in the job's log, and `flink run` returns it). 0: restart forever, Flink's
+    # default, under which a failure on every start (a missing module, say) went on out of sight.
+    restart_attempts: int = 10
     state_backend: str = "hashmap"  # hashmap (JVM heap) | rocksdb (local disk, for millions of keys)
     # rocksdb only: checkpoint only the files that changed since the last checkpoint (a full copy
     # of a million customers' state every interval would dominate the work), and where RocksDB
