@@ -80,7 +80,7 @@ from udfs.batch import (
     shard_of,
 )
 from udfs.control import ModelChoice, parse_control
-from udfs.customer import CustomerLogic, CustomerState, Outcome, ScoringParams, reapply
+from udfs.customer import CustomerLogic, CustomerState, Outcome, ScoringParams, change_key, reapply
 from udfs.drift import (
     DriftCorrection,
     Example,
@@ -101,6 +101,7 @@ from udfs.envelope import (
 from udfs.features import Product
 from udfs.online import sigmoid
 from udfs.quality import RollingQuality, metrics_record
+from udfs.replay import replay_order_key
 from udfs.scoring import OfflineModel
 from udfs.state_cache import CustomerStateCache
 
@@ -315,6 +316,15 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         self.product_state = runtime_context.get_map_state(
             MapStateDescriptor("products", Types.LONG(), Types.PICKLED_BYTE_ARRAY()))
         self.products: dict[int, dict[int, Product | None]] = {}  # shard -> product id -> row
+        # Debezium's initial snapshot reads the tables one after the other: every interaction,
+        # then every order. Its changes wait here, per shard, keyed by change_key (a re-sent one
+        # replaces itself), until the watermark passes them (the source holds the watermark
+        # until the snapshot's last record) or a later streamed change of the shard arrives;
+        # then they apply in the order training replays history (udfs.replay.replay_order_key).
+        self.held = runtime_context.get_map_state(
+            MapStateDescriptor("snapshot-held", Types.LONG(), Types.PICKLED_BYTE_ARRAY()))
+        self.held_store = MapStateStore(self.held)
+        self.held_from: dict[int, int | None] = {}  # shard -> earliest held event time (None: none)
         metrics = runtime_context.get_metrics_group()
         self.swaps = metrics.counter("model_swaps")
         self.swaps_refused = metrics.counter("model_swaps_refused")
@@ -439,51 +449,100 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                 self._use_model(chosen)
             for segment, correction in ctx.get_broadcast_state(DRIFT).items():
                 self.logic.drift[segment] = correction.offset
-        watermark = ctx.timer_service().current_watermark()
+        timers = ctx.timer_service()
+        watermark = timers.current_watermark()
         due: dict[int, list[int]] = {}  # due time -> customers, registered once per batch
-        parsed = 0
         products = self.products.setdefault(shard, {})
+        held_from = self._held_from(shard)
+        hold: dict[int, tuple[tuple[int, int, int], RawRecord]] = {}
         for raw in batch:
             rec = parse_record(*raw, max_created_after_commit_ms=self.max_created_after_commit_ms)
-            if isinstance(rec, Tombstone):
-                self.tombstones.inc()  # handled: the delete before it carried the row
-                continue
-            if isinstance(rec, Heartbeat):  # ShardRouter drops them; its time did its work at the source
-                continue
-            if isinstance(rec, ChangeEvent) and rec.table == "products":
-                try:
-                    self._apply_product(rec, products)
-                    parsed += shard == 0  # every shard applies it; one counts it
+            if isinstance(rec, ChangeEvent):
+                if rec.snapshot and rec.event_ts_ms > watermark:
+                    hold[change_key(rec)] = (replay_order_key(rec), raw)
                     continue
-                except Exception as exc:  # the validator let through a row Product cannot take
-                    rec = DeadLetter(f"product change not applied: {type(exc).__name__}: {exc}"[:500],
-                                     raw[0], raw[1], raw[2], raw[4], raw[5])
-            if isinstance(rec, ChangeEvent) and (rec.customer_id is None
-                                                 or shard_of(rec.customer_id, self.shards) != shard):
-                # The JVM-side shard (CustomerKeyAssigner.java) follows the parser's rules; if
-                # they ever disagree the event must not touch another shard's state.
-                why = (f"a change of table {rec.table!r} on customer topic {raw[0]!r}"
-                       if rec.customer_id is None else
-                       f"routed to shard {shard} but customer {rec.customer_id} belongs to shard "
-                       f"{shard_of(rec.customer_id, self.shards)}")
-                rec = DeadLetter(why, raw[0], raw[1], raw[2], raw[4], raw[5])
-            if isinstance(rec, DeadLetter):
-                if reported_by_shard(shard, raw[0], raw[5]):
-                    self.dead.inc()
-                    yield _dead_letter(self.deadletter_topic, rec)
-                continue
-            parsed += 1
-            yield from self._score(rec, raw, products, watermark, due)
-        self.counts.pending["events_parsed"] += parsed
+                if held_from is not None and held_from <= rec.event_ts_ms:  # the snapshot's earlier changes first
+                    yield from self._release(shard, rec.event_ts_ms, products, watermark, due)
+                    held_from = self.held_from[shard]
+            yield from self._apply(rec, raw, shard, products, watermark, due)
         self._end_batch()
-        if due:
-            schedule = self._schedule(shard)  # read from the map before this batch's entries
-            for t, customers in due.items():
-                schedule.add(t, customers, self.due.get)
-            self.due_store.put_all(schedule.writes())
-            first = schedule.next_timer()
-            if first is not None:
-                ctx.timer_service().register_event_time_timer(first)
+        if hold:
+            self.held_store.put_all(hold)
+            first_held = min(key[0] for key, _ in hold.values())
+            if held_from is None or first_held < held_from:
+                self.held_from[shard] = first_held
+                timers.register_event_time_timer(first_held)
+        self._schedule_due(shard, due, timers)
+
+    def _apply(self, rec: ChangeEvent | DeadLetter | Tombstone | Heartbeat, raw: RawRecord, shard: int, products: dict[int, Product | None],
+               watermark: int, due: dict[int, list[int]]) -> Iterable[OutputRecord]:
+        """One parsed change of this shard: a product to its products, a customer's change
+        scored (and learned from), anything unusable dead-lettered."""
+        if isinstance(rec, Tombstone):
+            self.tombstones.inc()  # handled: the delete before it carried the row
+            return
+        if isinstance(rec, Heartbeat):  # ShardRouter drops them; its time did its work at the source
+            return
+        if isinstance(rec, ChangeEvent) and rec.table == "products":
+            try:
+                self._apply_product(rec, products)
+                self.counts.pending["events_parsed"] += shard == 0  # every shard applies it; one counts it
+                return
+            except Exception as exc:  # the validator let through a row Product cannot take
+                rec = DeadLetter(f"product change not applied: {type(exc).__name__}: {exc}"[:500],
+                                 raw[0], raw[1], raw[2], raw[4], raw[5])
+        if isinstance(rec, ChangeEvent) and (rec.customer_id is None
+                                             or shard_of(rec.customer_id, self.shards) != shard):
+            # The JVM-side shard (CustomerKeyAssigner.java) follows the parser's rules; if
+            # they ever disagree the event must not touch another shard's state.
+            why = (f"a change of table {rec.table!r} on customer topic {raw[0]!r}"
+                   if rec.customer_id is None else
+                   f"routed to shard {shard} but customer {rec.customer_id} belongs to shard "
+                   f"{shard_of(rec.customer_id, self.shards)}")
+            rec = DeadLetter(why, raw[0], raw[1], raw[2], raw[4], raw[5])
+        if isinstance(rec, DeadLetter):
+            if reported_by_shard(shard, raw[0], raw[5]):
+                self.dead.inc()
+                yield _dead_letter(self.deadletter_topic, rec)
+            return
+        self.counts.pending["events_parsed"] += 1
+        yield from self._score(rec, raw, products, watermark, due)
+
+    def _held_from(self, shard: int) -> int | None:
+        """The earliest event time among the shard's held snapshot changes (read from state
+        once per shard after open())."""
+        if shard not in self.held_from:
+            self.held_from[shard] = (None if self.held.is_empty()
+                                     else min(key[0] for key, _ in self.held.values()))
+        return self.held_from[shard]
+
+    def _release(self, shard: int, until_ms: int, products: dict[int, Product | None], watermark: int,
+                 due: dict[int, list[int]]) -> Iterable[OutputRecord]:
+        """The shard's held snapshot changes up to ``until_ms``, applied in replay order."""
+        ready, first_left = [], None
+        for k, (order_key, raw) in list(self.held.items()):
+            if order_key[0] <= until_ms:
+                ready.append((order_key, k, raw))
+            elif first_left is None or order_key[0] < first_left:
+                first_left = order_key[0]
+        self.held_from[shard] = first_left
+        ready.sort(key=lambda entry: entry[0])
+        for _, k, raw in ready:
+            self.held.remove(k)
+            rec = parse_record(*raw, max_created_after_commit_ms=self.max_created_after_commit_ms)
+            yield from self._apply(rec, raw, shard, products, watermark, due)
+
+    def _schedule_due(self, shard: int, due: dict[int, list[int]], timers: Any) -> None:
+        """Add the customers' new due times to the shard's schedule; its one timer at the earliest."""
+        if not due:
+            return
+        schedule = self._schedule(shard)  # read from the map before these entries
+        for t, customers in due.items():
+            schedule.add(t, customers, self.due.get)
+        self.due_store.put_all(schedule.writes())
+        first = schedule.next_timer()
+        if first is not None:
+            timers.register_event_time_timer(first)
 
     def _score(self, value: ChangeEvent, raw: RawRecord, products: dict[int, Product | None],
                watermark: int, due: dict[int, list[int]]) -> Iterable[OutputRecord]:
@@ -592,8 +651,18 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
     def _resolve_due(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext
                      ) -> Iterable[OutputRecord]:
         timers = ctx.timer_service()
-        schedule = self._schedule(_key_of(ctx))
-        until = max(timestamp, timers.current_watermark())
+        shard = _key_of(ctx)
+        watermark = timers.current_watermark()
+        held_from = self._held_from(shard)
+        if held_from is not None and held_from <= watermark:
+            due: dict[int, list[int]] = {}
+            yield from self._release(shard, watermark, self.products.setdefault(shard, {}), watermark, due)
+            self._end_batch()
+            self._schedule_due(shard, due, timers)
+            if self.held_from[shard] is not None:
+                timers.register_event_time_timer(self.held_from[shard])
+        schedule = self._schedule(shard)
+        until = max(timestamp, watermark)
         keys = schedule.pop_until(until)
         schedule.fired(until)
         latest: dict[int, int] = {}  # customer -> the latest of their due times handled here

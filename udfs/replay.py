@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from udfs.anomaly import order_features
+from udfs.envelope import ChangeEvent
 from udfs.features import CustomerProfile, Product, interaction_features
 
 
@@ -33,8 +34,28 @@ class Example:
     label: int | None  # None: the horizon had not passed when the history ends
 
 
+# At equal event time: products and customers before the changes that refer to them, orders
+# before interactions.
+TABLE_ORDER = {"products": 0, "customers": 1, "orders": 2, "interactions": 3}
+
+
 def in_commit_order(events: Iterable[HistoryEvent]) -> list[HistoryEvent]:
-    return sorted(events, key=lambda e: (e.ts_ms, e.table != "orders", e.row_id))
+    return sorted(events, key=lambda e: (e.ts_ms, TABLE_ORDER[e.table], e.row_id))
+
+
+def replay_order_key(ev: ChangeEvent) -> tuple[int, int, int]:
+    """Where a change goes in the order :func:`in_commit_order` replays history: how the job
+    applies Debezium's initial snapshot, which arrives table by table.
+
+    >>> from udfs.envelope import ChangeEvent
+    >>> def change(table, row_id, ts):
+    ...     return ChangeEvent(table, "r", {"id": row_id}, None, f"{table}:{row_id}", ts, 0, True, 1)
+    >>> arrived = [change("interactions", 7, 2_000), change("interactions", 3, 1_000),
+    ...            change("orders", 9, 2_000), change("customers", 1, 500)]
+    >>> [(c.table, c.row["id"]) for c in sorted(arrived, key=replay_order_key)]
+    [('customers', 1), ('interactions', 3), ('orders', 9), ('interactions', 7)]
+    """
+    return ev.event_ts_ms, TABLE_ORDER.get(ev.table, len(TABLE_ORDER)), int(ev.row.get("id") or 0)
 
 
 def walk(

@@ -114,6 +114,9 @@ class Stack:
     config_path: Path
     run_dir: Path
     seeded_interactions: set[int]
+    # The seeded history as training reads it (models.train.extract_history), taken before any
+    # live change: what the snapshot carries.
+    history: tuple[list[Any], dict[int, Any]]
 
     @property
     def job_env(self) -> dict[str, str]:
@@ -128,6 +131,7 @@ class RunningPipeline:
     job_log: Path
     seeded_interactions: set[int]
     collector: TopicCollector
+    history: tuple[list[Any], dict[int, Any]]
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -151,7 +155,7 @@ def stack(run_dir: Path) -> Iterator[Stack]:
 
     from livefit import datagen
     from livefit.stack import manager
-    from models.train import train
+    from models.train import extract_history, train
 
     config_path = write_config(run_dir)
     cfg = load_config(config_path, env={})
@@ -162,7 +166,8 @@ def stack(run_dir: Path) -> Iterator[Stack]:
               int(resolved.job.label_horizon_s * 1000), resolved.job.history_len)
         with psycopg.connect(resolved.postgres.dsn) as conn:
             seeded = {r[0] for r in conn.execute("SELECT id FROM interactions")}
-        yield Stack(resolved, config_path, run_dir, seeded)
+        history = extract_history(resolved.postgres.dsn, say=lambda _: None)
+        yield Stack(resolved, config_path, run_dir, seeded, history)
     finally:
         manager.down(cfg)
 
@@ -178,7 +183,8 @@ def pipeline(stack: Stack) -> Iterator[RunningPipeline]:
         log = stack.run_dir / "logs" / "job.log"
         job = start_job(stack.cfg, log, env=stack.job_env)
         collector = TopicCollector(stack.cfg)
-        yield RunningPipeline(stack.cfg, stack.config_path, job, log, stack.seeded_interactions, collector)
+        yield RunningPipeline(stack.cfg, stack.config_path, job, log, stack.seeded_interactions, collector,
+                              stack.history)
     finally:
         if collector is not None:
             collector.close()

@@ -31,6 +31,42 @@ def insert_interactions(conn: psycopg.Connection, rows: list[tuple[int, int, str
     return ids
 
 
+def test_the_snapshot_is_applied_in_event_time_order(pipeline):
+    """Debezium's initial snapshot reads the tables one after the other (every interaction, then
+    every order). The job applies it in event-time order, as offline training replays the same
+    history: each snapshot interaction's features, and each snapshot order's anomaly score, equal
+    training's."""
+    from udfs.replay import order_examples, replay
+    from udfs.scoring import OrderAnomalyModel
+
+    p, col = pipeline, pipeline.collector
+    events, products = p.history
+    cfg = p.cfg.job
+    horizon_ms = int(cfg.label_horizon_s * 1000)
+    offline = {ex.event.row_id: ex.x for ex in replay(events, products, cfg.history_len, horizon_ms,
+                                                       max(e.ts_ms for e in events))}
+    col.wait_for("the snapshot's labels",
+                 lambda: {r["interaction_id"] for r in col.labels} >= set(offline),
+                 timeout_s=240, job=p.job, log=p.job_log)
+    job_features = {r["interaction_id"]: r["features"] for r in col.labels if r["interaction_id"] in offline}
+    differ = sorted(i for i in offline if job_features[i] != offline[i])
+    assert not differ, f"{len(differ)} of {len(offline)} snapshot interactions scored with other features " \
+                       f"than training's, e.g. {differ[:5]}"
+
+    model = OrderAnomalyModel.load_optional(cfg.model_dir, cfg.anomaly_model_name)
+    assert model is not None
+    expected = {e.row_id: round(model.anomaly_score_one(x), 6)
+                for e, x in order_examples(events, products, cfg.history_len)}
+    col.wait_for("the snapshot's order scores",
+                 lambda: {r["order_id"] for r in col.orders} >= set(expected), timeout_s=60)
+    scored = {r["order_id"]: r["anomaly_score"] for r in col.orders}
+    differ = sorted(o for o in expected if scored[o] != expected[o])
+    assert not differ, f"{len(differ)} of {len(expected)} snapshot orders got another anomaly score than " \
+                       f"training's features give, e.g. {[(o, scored[o], expected[o]) for o in differ[:3]]}"
+    print(f"\n[e2e] snapshot in event-time order: {len(offline)} interactions' features and "
+          f"{len(expected)} orders' anomaly scores equal training's")
+
+
 def test_every_interaction_is_scored_once_and_the_job_survives_bad_input(pipeline, score_validator):
     p, col = pipeline, pipeline.collector
     horizon_ms = int(p.cfg.job.label_horizon_s * 1000)
