@@ -461,7 +461,8 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                 if rec.snapshot and rec.event_ts_ms > watermark:
                     hold[change_key(rec)] = (replay_order_key(rec), raw)
                     continue
-                if held_from is not None and held_from <= rec.event_ts_ms:  # the snapshot's earlier changes first
+                if held_from is not None and held_from <= rec.event_ts_ms:
+                    # A streamed change after the snapshot: the snapshot's earlier changes first.
                     yield from self._release(shard, rec.event_ts_ms, products, watermark, due)
                     held_from = self.held_from[shard]
             yield from self._apply(rec, raw, shard, products, watermark, due)
@@ -474,8 +475,9 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                 timers.register_event_time_timer(first_held)
         self._schedule_due(shard, due, timers)
 
-    def _apply(self, rec: ChangeEvent | DeadLetter | Tombstone | Heartbeat, raw: RawRecord, shard: int, products: dict[int, Product | None],
-               watermark: int, due: dict[int, list[int]]) -> Iterable[OutputRecord]:
+    def _apply(self, rec: ChangeEvent | DeadLetter | Tombstone | Heartbeat, raw: RawRecord, shard: int,
+               products: dict[int, Product | None], watermark: int, due: dict[int, list[int]]
+               ) -> Iterable[OutputRecord]:
         """One parsed change of this shard: a product to its products, a customer's change
         scored (and learned from), anything unusable dead-lettered."""
         if isinstance(rec, Tombstone):
