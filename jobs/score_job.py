@@ -105,6 +105,10 @@ from udfs.replay import replay_order_key
 from udfs.scoring import OfflineModel
 from udfs.state_cache import CustomerStateCache
 
+# Flink's own default up to parallelism 85, pinned: the shards' keys are chosen for it
+# (ShardRouter.balancedKeys), and a savepoint restores only under the same value.
+MAX_PARALLELISM = 128
+
 # Where livefit's packages (udfs, models, livefit, jobs) live: the repository, or site-packages.
 CODE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -225,9 +229,6 @@ def _current_key(ctx: Any) -> Any:
     return key[0] if isinstance(key, Row) else key  # keyed in the JVM: Row(key) (see build)
 
 
-def _key_of(ctx: Any) -> int:
-    return int(_current_key(ctx))
-
 
 class MapStateStore:
     """A Flink map state as the customer state cache's store (udfs.state_cache.StateStore).
@@ -256,9 +257,11 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
     def __init__(self, model_dir: str, model_name: str, model_version: int, anomaly_name: str,
                  params: ScoringParams, topics: dict[str, str],
                  quality_window: int, metrics_every: int, shards: int, state_cache_customers: int,
-                 drift_examples: bool,
+                 drift_examples: bool, shard_keys: list[int],
                  max_created_after_commit_ms: int = DEFAULT_MAX_CREATED_AFTER_COMMIT_MS):
         self.shards = shards
+        # The operator is keyed by each shard's key (ShardRouter.balancedKeys), not its number.
+        self.shard_of_key = {key: shard for shard, key in enumerate(shard_keys)}
         self.max_created_after_commit_ms = max_created_after_commit_ms
         self.drift_examples = drift_examples  # hand labels to the drift learner (DRIFT_EXAMPLES_ROUTE)
         self.state_cache_customers = state_cache_customers
@@ -432,7 +435,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
 
     def _process_batch(self, value: bytes, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext
                        ) -> Iterable[OutputRecord]:
-        shard = _key_of(ctx)
+        shard = self.shard_of_key[int(_current_key(ctx))]
         if shard not in self.shards_checked:
             self._check_shard_count(shard)
         try:
@@ -653,7 +656,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
     def _resolve_due(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext
                      ) -> Iterable[OutputRecord]:
         timers = ctx.timer_service()
-        shard = _key_of(ctx)
+        shard = self.shard_of_key[int(_current_key(ctx))]
         watermark = timers.current_watermark()
         held_from = self._held_from(shard)
         if held_from is not None and held_from <= watermark:
@@ -853,7 +856,7 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     # Changes: sharded and micro-batched in the JVM, so the raw bytes of many changes go to the
     # keyed Python operator as one element; a product change goes to every shard.
     changes = _keyed_in_jvm(changes_in,
-                            jvm.livefit.flink.ShardRouter(j.shards), Types.LONG(),
+                            jvm.livefit.flink.ShardRouter(j.shards, MAX_PARALLELISM), Types.LONG(),
                             Types.PRIMITIVE_ARRAY(Types.BYTE()), "shard-by-customer",
                             micro_batch=(cfg.flink.micro_batch_records, cfg.flink.micro_batch_ms),
                             fan_out=True)
@@ -866,12 +869,13 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
                                       "labels": k.labels_topic, "metrics": k.metrics_topic},
                                      j.quality_window_labels, j.metrics_every_labels, j.shards,
                                      j.state_cache_customers, j.drift_publish_every_labels > 0,
+                                     list(jvm.livefit.flink.ShardRouter.balancedKeys(j.shards, MAX_PARALLELISM)),
                                      j.max_created_after_commit_ms),
                       output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
               # A new uid with each state layout (per customer; per shard; per shard with its
-              # products): a savepoint of an earlier layout fails to restore loudly instead of
-              # starting every customer afresh.
-              .name("score-and-learn").uid("score-and-learn-ordered"))
+              # products; per balanced shard key): a savepoint of an earlier layout fails to
+              # restore loudly instead of starting every customer afresh.
+              .name("score-and-learn").uid("score-and-learn-balanced"))
     # One element per Python call, split into Kafka records in the JVM.
     scores = DataStream(scores._j_data_stream.flatMap(jvm.livefit.flink.OutputSplitter())
                         ).name("split-outputs").uid("split-outputs")
@@ -953,6 +957,7 @@ def make_env(cfg: Config, checkpoint_dir: str | None, restore_from: str | None =
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.add_jars(*[p.as_uri() for p in job_jars()])
     env.set_parallelism(cfg.job.parallelism)
+    env.set_max_parallelism(MAX_PARALLELISM)
     env.set_buffer_timeout(f.buffer_timeout_ms)
     mode = (CheckpointingMode.EXACTLY_ONCE if cfg.job.delivery_guarantee == "exactly_once"
             else CheckpointingMode.AT_LEAST_ONCE)

@@ -110,7 +110,8 @@ class JobConfig:
     parallelism: int = 1
     # Customers are spread over this many shards (customer id mod shards), the keys of the
     # scoring operator: each shard's changes reach Python in micro-batches. It bounds the useful
-    # parallelism and is fixed for the life of the job's state (like Flink's max parallelism).
+    # parallelism (any parallelism that divides it gets an even split: ShardRouter.balancedKeys)
+    # and is fixed for the life of the job's state (like Flink's max parallelism).
     shards: int = 16
     # Decoded customer states the scoring operator keeps in memory between micro-batches, per
     # subtask (udfs.state_cache; 0: decode every read). Flink state stays the record.

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from jobs.score_job import MAX_PARALLELISM
 from tests.fuzz import fuzz_payloads
 from tests.jobs.raw import raw_record, shards_of
 from udfs.envelope import ChangeEvent, parse_record
@@ -54,7 +55,7 @@ def test_product_changes_reach_every_shard_and_bad_ones_are_reported_once(jvm):
     from udfs.envelope import DeadLetter
 
     shards = 16
-    router = jvm.livefit.flink.ShardRouter(shards)
+    router = jvm.livefit.flink.ShardRouter(shards, MAX_PARALLELISM)
     records = fuzz_payloads(1500, seed=8, tables=("products", "interactions", "orders"))
     fanned = valid_products = 0
     for table, value in records:
@@ -147,13 +148,36 @@ NOT_HEARTBEATS = [b'{"ts_ms":"1795469954230"}', b'{"ts_ms":1795469954230,"op":"c
                   b'{"ts_ms":true}', b'{}']
 
 
+@pytest.mark.parametrize("shards", [16, 32, 64, 128])
+def test_shards_spread_evenly_over_any_parallelism(jvm, shards):
+    """Keyed by their numbers, 16 shards split 11/5 over 2 subtasks and left 2 of 8 subtasks
+    without any; keyed by ShardRouter.balancedKeys, each subtask gets its share, give or take
+    one, for every parallelism up to 16 (for shard counts that divide the max parallelism, 128). Checked with Flink's own assignment of the
+    key PyFlink's KeyByKeySelector builds from what the router emits."""
+    router = jvm.livefit.flink.ShardRouter(shards, MAX_PARALLELISM)
+    product = (b'{"op":"c","before":null,"after":{"id":1,"category":"shoes","color":"red","price":9},'
+               b'"source":{"table":"products","lsn":1,"ts_ms":1795469954230}}')
+    out = jvm.java.util.ArrayList()
+    router.flatMap(raw_record(jvm, "shop.changes", product),
+                   jvm.org.apache.flink.api.common.functions.util.ListCollector(out))
+    selector = jvm.org.apache.flink.streaming.api.functions.python.KeyByKeySelector()
+    assign = jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment.assignKeyToParallelOperator
+    keys = [selector.getKey(out.get(i)) for i in range(out.size())]
+    assert len({int(k.getField(0)) for k in keys}) == shards
+    for parallelism in range(1, min(shards, 16) + 1):
+        per_subtask = [0] * parallelism
+        for key in keys:
+            per_subtask[assign(key, MAX_PARALLELISM, parallelism)] += 1
+        assert max(per_subtask) - min(per_subtask) <= 1, (parallelism, per_subtask)
+
+
 def test_heartbeats_go_nowhere_and_both_sides_agree_on_what_is_one(jvm):
     """A Debezium heartbeat only moves event time (in the source), so the JVM drops it before the
     shards; Python recognises the same records (and nothing else) as heartbeats, and dead-letters
     what merely looks like one, so no change is dropped for a heartbeat."""
     from udfs.envelope import DeadLetter, Heartbeat
 
-    router = jvm.livefit.flink.ShardRouter(16)
+    router = jvm.livefit.flink.ShardRouter(16, MAX_PARALLELISM)
     for value in HEARTBEATS:
         assert shards_of(jvm, router, value) == [], value
         assert parse_record("shop.changes", 0, 0, 0, None, value) == Heartbeat(1795469954230)

@@ -4,12 +4,17 @@ import org.apache.flink.api.common.functions.FlatMapFunction;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.typeutils.ResultTypeQueryable;
+import org.apache.flink.runtime.state.KeyGroupRangeAssignment;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 import org.apache.flink.types.Row;
 import org.apache.flink.util.Collector;
 
+import java.util.ArrayDeque;
+import java.util.HashMap;
+import java.util.Map;
+
 /**
- * Raw change -> Row(shard, raw change), the shape PyFlink's key_by produces, so the scoring
+ * Raw change -> Row(shard key, raw change), the shape PyFlink's key_by produces, so the scoring
  * operator can be keyed without a Python stage in front of it (parsing happens once, in the keyed
  * operator).
  *
@@ -31,6 +36,12 @@ import org.apache.flink.util.Collector;
  * <p>The shard is {@code floorMod(customer id, shards)} (udfs/batch.py's {@code shard_of}): the
  * scoring operator is keyed by shard so that the {@link MicroBatcher} can hand it many customers'
  * changes at once; each customer's state is an entry of its shard's map state.
+ *
+ * <p>A shard's key is not its number but {@link #balancedKeys}: Flink hashes keys into key groups
+ * and gives each subtask a range of them, and the numbers 0-15 hash unevenly (at parallelism 2,
+ * 11 shards to one subtask and 5 to the other; at 8, two subtasks got none). The keys are chosen
+ * so that shard {@code s} lands in key group {@code s * maxParallelism / shards}, which spreads
+ * the shards as evenly as any parallelism allows.
  */
 public class ShardRouter implements FlatMapFunction<Row, Row>, ResultTypeQueryable<Row> {
     private static final long serialVersionUID = 1L;
@@ -45,12 +56,39 @@ public class ShardRouter implements FlatMapFunction<Row, Row>, ResultTypeQueryab
             Types.ROW(Types.LONG, RawRecordDeserializer.PRODUCED_TYPE);
 
     private final int shards;
+    private final long[] keys;
 
-    public ShardRouter(int shards) {
+    public ShardRouter(int shards, int maxParallelism) {
         if (shards < 1) {
             throw new IllegalArgumentException("shards must be >= 1, not " + shards);
         }
         this.shards = shards;
+        this.keys = balancedKeys(shards, maxParallelism);
+    }
+
+    /**
+     * The key of each shard: for shard {@code s}, the smallest non-negative long that Flink
+     * assigns to key group {@code s * maxParallelism / shards} (as PyFlink's KeyByKeySelector
+     * wraps it: a Row of one field), each key used once.
+     */
+    public static long[] balancedKeys(int shards, int maxParallelism) {
+        Map<Integer, ArrayDeque<Integer>> waiting = new HashMap<>(); // key group -> shards without a key
+        for (int s = 0; s < shards; s++) {
+            int group = (int) ((long) s * maxParallelism / shards);
+            waiting.computeIfAbsent(group, g -> new ArrayDeque<>()).add(s);
+        }
+        long[] keys = new long[shards];
+        int left = shards;
+        for (long k = 0; left > 0; k++) {
+            Row key = new Row(1);
+            key.setField(0, k);
+            ArrayDeque<Integer> shardsOfGroup = waiting.get(KeyGroupRangeAssignment.assignToKeyGroup(key, maxParallelism));
+            if (shardsOfGroup != null && !shardsOfGroup.isEmpty()) {
+                keys[shardsOfGroup.poll()] = k;
+                left--;
+            }
+        }
+        return keys;
     }
 
     @Override
@@ -61,12 +99,12 @@ public class ShardRouter implements FlatMapFunction<Row, Row>, ResultTypeQueryab
             return;
         }
         if (env != null && EVERY_SHARD_TABLE.equals(DebeziumEnvelope.table(env, topic))) {
-            for (long shard = 0; shard < shards; shard++) {
-                out.collect(Row.of(shard, raw));
+            for (long key : keys) {
+                out.collect(Row.of(key, raw));
             }
             return;
         }
-        out.collect(Row.of(shardOf(customerId(env, topic), shards), raw));
+        out.collect(Row.of(keys[(int) shardOf(customerId(env, topic), shards)], raw));
     }
 
     /** The shard of a customer (unroutable records land in shard 0 for power-of-two counts). */
