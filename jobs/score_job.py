@@ -861,6 +861,7 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
                             micro_batch=(cfg.flink.micro_batch_records, cfg.flink.micro_batch_ms),
                             fan_out=True)
     params = j.scoring_params()
+    shard_keys = list(jvm.livefit.flink.ShardRouter.balancedKeys(j.shards, MAX_PARALLELISM))
     scores = (changes
               .connect(control.broadcast(MODEL_CHOICE, DRIFT))
               .process(ScoreAndLearn(str(Path(j.model_dir).resolve()), j.model_name, j.model_version,
@@ -869,7 +870,7 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
                                       "labels": k.labels_topic, "metrics": k.metrics_topic},
                                      j.quality_window_labels, j.metrics_every_labels, j.shards,
                                      j.state_cache_customers, j.drift_publish_every_labels > 0,
-                                     list(jvm.livefit.flink.ShardRouter.balancedKeys(j.shards, MAX_PARALLELISM)),
+                                     shard_keys,
                                      j.max_created_after_commit_ms),
                       output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
               # A new uid with each state layout (per customer; per shard; per shard with its
@@ -1075,7 +1076,9 @@ def run_until_stopped(env: StreamExecutionEnvironment, job_name: str, savepoint_
 def root_cause(failure: BaseException) -> str:
     """The innermost cause of a failure Flink reports through py4j (the last "Caused by:")."""
     causes = [line.strip() for line in str(failure).splitlines() if line.strip().startswith("Caused by:")]
-    return causes[-1].removeprefix("Caused by:").strip() if causes else str(failure).splitlines()[0]
+    if causes:
+        return causes[-1].removeprefix("Caused by:").strip()
+    return (str(failure).splitlines() or [repr(failure)])[0]
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ def shards_of(jvm: Any, router: Any, value: bytes | None, topic: str = "shop.cha
     each shard's key (ShardRouter.balancedKeys), which the scoring operator maps back."""
     from jobs.score_job import MAX_PARALLELISM
 
-    shard_of_key = {int(k): s for s, k in enumerate(jvm.livefit.flink.ShardRouter.balancedKeys(shards, MAX_PARALLELISM))}
+    keys = jvm.livefit.flink.ShardRouter.balancedKeys(shards, MAX_PARALLELISM)
+    shard_of_key = {int(k): s for s, k in enumerate(keys)}
     out = jvm.java.util.ArrayList()
     router.flatMap(raw_record(jvm, topic, value), jvm.org.apache.flink.api.common.functions.util.ListCollector(out))
     return sorted(shard_of_key[int(out.get(i).getField(0))] for i in range(out.size()))

@@ -151,9 +151,10 @@ NOT_HEARTBEATS = [b'{"ts_ms":"1795469954230"}', b'{"ts_ms":1795469954230,"op":"c
 @pytest.mark.parametrize("shards", [16, 32, 64, 128])
 def test_shards_spread_evenly_over_any_parallelism(jvm, shards):
     """Keyed by their numbers, 16 shards split 11/5 over 2 subtasks and left 2 of 8 subtasks
-    without any; keyed by ShardRouter.balancedKeys, each subtask gets its share, give or take
-    one, for every parallelism up to 16 (for shard counts that divide the max parallelism, 128). Checked with Flink's own assignment of the
-    key PyFlink's KeyByKeySelector builds from what the router emits."""
+    without any. Keyed by ShardRouter.balancedKeys, each subtask gets its share, give or take
+    one, for every parallelism up to 16 (shard counts that divide the max parallelism, 128),
+    by Flink's own assignment of the key PyFlink's KeyByKeySelector builds from what the router
+    emits."""
     router = jvm.livefit.flink.ShardRouter(shards, MAX_PARALLELISM)
     product = (b'{"op":"c","before":null,"after":{"id":1,"category":"shoes","color":"red","price":9},'
                b'"source":{"table":"products","lsn":1,"ts_ms":1795469954230}}')

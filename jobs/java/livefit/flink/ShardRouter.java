@@ -82,7 +82,8 @@ public class ShardRouter implements FlatMapFunction<Row, Row>, ResultTypeQueryab
         for (long k = 0; left > 0; k++) {
             Row key = new Row(1);
             key.setField(0, k);
-            ArrayDeque<Integer> shardsOfGroup = waiting.get(KeyGroupRangeAssignment.assignToKeyGroup(key, maxParallelism));
+            int group = KeyGroupRangeAssignment.assignToKeyGroup(key, maxParallelism);
+            ArrayDeque<Integer> shardsOfGroup = waiting.get(group);
             if (shardsOfGroup != null && !shardsOfGroup.isEmpty()) {
                 keys[shardsOfGroup.poll()] = k;
                 left--;
