@@ -466,7 +466,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                     continue
                 if held_from is not None and held_from <= rec.event_ts_ms:
                     # A streamed change after the snapshot: the snapshot's earlier changes first.
-                    yield from self._release(shard, rec.event_ts_ms, products, watermark, due)
+                    yield from self._release(shard, rec.event_ts_ms, products, watermark, due, timers)
                     held_from = self.held_from[shard]
             yield from self._apply(rec, raw, shard, products, watermark, due)
         self._end_batch()
@@ -522,8 +522,9 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         return self.held_from[shard]
 
     def _release(self, shard: int, until_ms: int, products: dict[int, Product | None], watermark: int,
-                 due: dict[int, list[int]]) -> Iterable[OutputRecord]:
-        """The shard's held snapshot changes up to ``until_ms``, applied in replay order."""
+                 due: dict[int, list[int]], timers: Any) -> Iterable[OutputRecord]:
+        """The shard's held snapshot changes up to ``until_ms``, applied in replay order; a timer
+        at the earliest of those left, whichever way this release came."""
         ready, first_left = [], None
         for k, (order_key, raw) in list(self.held.items()):
             if order_key[0] <= until_ms:
@@ -531,6 +532,8 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             elif first_left is None or order_key[0] < first_left:
                 first_left = order_key[0]
         self.held_from[shard] = first_left
+        if first_left is not None:
+            timers.register_event_time_timer(first_left)
         ready.sort(key=lambda entry: entry[0])
         for _, k, raw in ready:
             self.held.remove(k)
@@ -661,11 +664,10 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         held_from = self._held_from(shard)
         if held_from is not None and held_from <= watermark:
             due: dict[int, list[int]] = {}
-            yield from self._release(shard, watermark, self.products.setdefault(shard, {}), watermark, due)
+            yield from self._release(shard, watermark, self.products.setdefault(shard, {}), watermark, due,
+                                     timers)
             self._end_batch()
             self._schedule_due(shard, due, timers)
-            if self.held_from[shard] is not None:
-                timers.register_event_time_timer(self.held_from[shard])
         schedule = self._schedule(shard)
         until = max(timestamp, watermark)
         keys = schedule.pop_until(until)
