@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from udfs.features import CustomerProfile, Product
+from udfs.features import ORDER_CODE, CustomerProfile, Product
 
 NEVER_SEEN_MINUTES = 7 * 24 * 60.0  # the product is not in the customer's bounded history
 
@@ -53,8 +53,10 @@ def order_features(
         price_ratio = amount / (quantity * product.price)
     else:
         price_ratio = 1.0  # unknown product: nothing to compare against (the record says so)
-    seen_ms = [t for t, hp, kind in profile.history if hp == pid and kind != "order" and t <= ts_ms]
-    minutes = (ts_ms - max(seen_ms)) / 60_000 if seen_ms else NEVER_SEEN_MINUTES
+    times, pids, kinds = profile.history_ts, profile.history_pid, profile.history_kind
+    last_seen = max((times[i] for i in range(len(pids))
+                     if pids[i] == pid and kinds[i] != ORDER_CODE and times[i] <= ts_ms), default=None)
+    minutes = (ts_ms - last_seen) / 60_000 if last_seen is not None else NEVER_SEEN_MINUTES
     hour = (ts_ms / 3_600_000) % 24.0
     return [
         math.log1p(max(amount, 0.0)),

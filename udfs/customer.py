@@ -90,7 +90,6 @@ class CustomerState:
 # -- state in Flink: a compact, versioned encoding ----------------------------------------------
 
 STATE_FORMAT = 2  # 2: pending labels carry their shared_offset (format 1 still decodes)
-_KINDS = ("view", "click", "add_to_cart", "order")  # history kinds, stored as one byte each
 
 
 def encode_state(state: CustomerState) -> bytes:
@@ -107,13 +106,11 @@ def encode_state(state: CustomerState) -> bytes:
     ('casual', 2, True)
     """
     prof, online = state.profile, state.online
-    history = prof.history
     return pickle.dumps((
         STATE_FORMAT,
         prof.n_interactions, prof.n_orders, prof.spend, prof.last_ts_ms, prof.decay_ts_ms,
         prof.category_aff, prof.color_aff, prof.band_aff, prof.aff_total,
-        array("q", [h[0] for h in history]).tobytes(), array("q", [h[1] for h in history]).tobytes(),
-        bytes(_KINDS.index(h[2]) for h in history),
+        prof.history_ts.tobytes(), prof.history_pid.tobytes(), bytes(prof.history_kind),
         online.w.tobytes(), online.b, online.n_updates,
         None if online.precision_w is None else online.precision_w.tobytes(), online.precision_b,
         [p.pack() for p in state.pending],
@@ -135,9 +132,8 @@ def decode_state(blob: bytes | CustomerState) -> CustomerState:
     (_, n_int, n_ord, spend, last_ts, decay_ts, cat, col, band, aff_total, h_ts, h_pid, h_kind,
      w, b, n_upd, prec_w, prec_b, pending, orders, seen, dups, segment, last_event, expiry,
      pos, neg, expired) = t
-    ts_list, pid_list = array("q", h_ts), array("q", h_pid)
     profile = CustomerProfile(n_int, n_ord, spend, last_ts, decay_ts, cat, col, band, aff_total,
-                              [(ts_list[i], pid_list[i], _KINDS[k]) for i, k in enumerate(h_kind)])
+                              array("q", h_ts), array("q", h_pid), bytearray(h_kind))
     online = OnlineResidual(np.frombuffer(w).copy(), b, n_upd,
                             None if prec_w is None else np.frombuffer(prec_w).copy(), prec_b)
     o = array("q", orders)
@@ -305,7 +301,7 @@ class CustomerLogic:
             offline_logit, xs = model.logit_one(x), self.model.standardize(x)
         shared = self.drift.get(segment_key(state.segment), 0.0)
         p_online = state.online.predict_proba_one(xs, offline_logit + shared)
-        history_len = len(state.profile.history)  # what the score was computed from
+        history_len = len(state.profile.history_ts)  # what the score was computed from
         cold = state.profile.n_interactions < COLD_START_INTERACTIONS
         state.profile.observe_interaction(product, kind, ts, self.params.history_len)
         out.records.append({
@@ -385,7 +381,7 @@ class CustomerLogic:
             "anomaly_score": None,
             "anomalous": None,
             "model": None,
-            "history_len": len(state.profile.history),
+            "history_len": len(state.profile.history_ts),
             "snapshot": ev.snapshot,
             "product_known": product is not None,
         }

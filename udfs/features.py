@@ -20,6 +20,7 @@ example never sees itself.
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,10 @@ HALF_LIFE_MS = 14 * 24 * 3600 * 1000  # affinities halve every two weeks of even
 KIND_WEIGHT = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0}
 ORDER_WEIGHT = 8.0
 COLD_START_INTERACTIONS = 3
+# What a history entry can be, stored as its index here (one byte).
+HISTORY_KINDS = ("view", "click", "add_to_cart", "order")
+_KIND_CODE = {kind: code for code, kind in enumerate(HISTORY_KINDS)}
+ORDER_CODE = _KIND_CODE["order"]
 
 FEATURE_NAMES: tuple[str, ...] = (
     "kind_click",
@@ -76,8 +81,19 @@ class CustomerProfile:
     color_aff: dict[str, float] = field(default_factory=dict)
     band_aff: dict[int, float] = field(default_factory=dict)
     aff_total: float = 0.0
-    # Bounded warm-up history: (ts_ms, product_id, kind) of the most recent events.
-    history: list[tuple[int, int, str]] = field(default_factory=list)
+    # Bounded warm-up history of the most recent events, oldest first, in three columns: event
+    # time, product id (-1: unknown) and kind (index into HISTORY_KINDS). Kept the way state
+    # stores it, so writing a customer's state after every event copies bytes (building them
+    # from (ts, product, kind) tuples was a third of that write).
+    history_ts: array = field(default_factory=lambda: array("q"))
+    history_pid: array = field(default_factory=lambda: array("q"))
+    history_kind: bytearray = field(default_factory=bytearray)
+
+    @property
+    def history(self) -> list[tuple[int, int, str]]:
+        """The history as (ts_ms, product_id, kind), oldest first."""
+        return [(t, p, HISTORY_KINDS[k])
+                for t, p, k in zip(self.history_ts, self.history_pid, self.history_kind, strict=True)]
 
     def _decay_to(self, ts_ms: int) -> None:
         if self.decay_ts_ms is None or ts_ms <= self.decay_ts_ms:
@@ -99,9 +115,12 @@ class CustomerProfile:
         self.aff_total += weight
 
     def _remember(self, ts_ms: int, product_id: int, kind: str, history_len: int) -> None:
-        self.history.append((ts_ms, product_id, kind))
-        if len(self.history) > history_len:
-            del self.history[: len(self.history) - history_len]
+        self.history_ts.append(ts_ms)
+        self.history_pid.append(product_id)
+        self.history_kind.append(_KIND_CODE[kind])
+        extra = len(self.history_ts) - history_len
+        if extra > 0:
+            del self.history_ts[:extra], self.history_pid[:extra], self.history_kind[:extra]
         self.last_ts_ms = ts_ms if self.last_ts_ms is None else max(self.last_ts_ms, ts_ms)
 
     def observe_interaction(
@@ -144,7 +163,7 @@ def interaction_features(
         log_price = math.log1p(product.price)
         usual = profile.spend / n_o if n_o else 0.0
         vs_spend = math.log((product.price + 1.0) / (usual + 1.0)) if n_o else 0.0
-        seen = sum(1 for _, pid, _k in profile.history if pid == product.product_id)
+        seen = profile.history_pid.count(product.product_id)
     else:
         cat = col = band = log_price = vs_spend = 0.0
         seen = 0

@@ -133,6 +133,25 @@ def test_state_survives_storing_mid_stream(logic, save, restore):
     assert s2.online.w.tolist() == s.online.w.tolist() and s2.positives == 1
 
 
+# A customer's state as session 21's job wrote it (format 2, history kept as (ts, product, kind)
+# tuples then): a click and an order of product 7, then a view of an unknown product.
+STORED_BY_SESSION_21 = bytes.fromhex(
+    "8005953e01000000000000284b024b024b014740540000000000004db80b4dd0077d948c0573686f657394474023ffff"
+    "d98b476f737d948c0372656494474023ffffd98b476f737d944b03474023ffffd98b476f73474023ffffd98b476f4318"
+    "e803000000000000d007000000000000b80b00000000000094431807000000000000000700000000000000ffffffffff"
+    "ffffff944303010300944378000000000000000000000000000000000000000000000000000000000000000000000000"
+    "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "000000000000000000000000000000000000000000000000000000000000000000000000944700000000000000004b00"
+    "4e4740300000000000005d94430094680a4b008c0663617375616c944b004b004b004b004b0074942e")
+
+
+def test_state_written_before_history_columns_restores_unchanged():
+    restored = decode_state(STORED_BY_SESSION_21)
+    assert restored.profile.history == [(1000, 7, "click"), (2000, 7, "order"), (3000, -1, "view")]
+    assert restored.segment == "casual" and restored.profile.n_orders == 1
+    assert encode_state(restored) == STORED_BY_SESSION_21  # the layout did not change
+
+
 def test_a_customer_stored_and_restored_after_every_event_behaves_identically(logic):
     """The job decodes and encodes the state around every event: over a random life of
     interactions, orders, updates, deletes, timers and a segment change, every output must equal
