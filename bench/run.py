@@ -20,6 +20,7 @@ Results: a table on stdout and bench/results/<timestamp>.json.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import os
 import platform
@@ -751,7 +752,15 @@ def _write_results(result: dict[str, Any], cfg: Config, out_dir: Path, kind: str
 
 
 def _machine() -> dict[str, Any]:
+    """What the figures came from. The CPU too: machines of the same kind (2 cores) have differed
+    2.5x in per-core speed between sessions, which only ratios from one run are immune to."""
+    cpu: dict[str, str] = {}
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            name, _, value = line.partition(":")
+            cpu.setdefault(name.strip(), value.strip())
     return {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30),
+            "cpu_model": cpu.get("model name") or platform.processor(), "cpu_mhz": cpu.get("cpu MHz"),
             "python": platform.python_version(), "platform": platform.platform()}
 
 
