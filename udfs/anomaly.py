@@ -53,9 +53,9 @@ def order_features(
         price_ratio = amount / (quantity * product.price)
     else:
         price_ratio = 1.0  # unknown product: nothing to compare against (the record says so)
-    times, pids, kinds = profile.history_ts, profile.history_pid, profile.history_kind
-    last_seen = max((times[i] for i in range(len(pids))
-                     if pids[i] == pid and kinds[i] != ORDER_CODE and times[i] <= ts_ms), default=None)
+    last_seen = max((t for t, p, k in zip(profile.history_ts, profile.history_pid, profile.history_kind,
+                                          strict=True)
+                     if p == pid and k != ORDER_CODE and t <= ts_ms), default=None)
     minutes = (ts_ms - last_seen) / 60_000 if last_seen is not None else NEVER_SEEN_MINUTES
     hour = (ts_ms / 3_600_000) % 24.0
     return [
