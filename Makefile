@@ -34,7 +34,7 @@ test: setup lint
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check livefit udfs models jobs tests
+	$(BIN)/ruff check livefit udfs models jobs bench tests
 
 test-unit: setup
 	$(BIN)/python -m pytest -m "not e2e"

@@ -40,7 +40,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from bench.inprocess import naive_logic, run_loop
 from livefit.config import Config, DataConfig, load_config
-from livefit.kafka_io import client_conf, ensure_topics, producer, read_topic
+from livefit.kafka_io import client_conf, ensure_topics, producer
 from livefit.stack import broker, manager
 from livefit.stack.procs import free_port, stop_pid
 from livefit.workload import Workload, build_workload
@@ -145,15 +145,20 @@ def _consumer(cfg: Config, topic: str) -> Consumer:
 
 def _collect(cfg: Config, topic: str, entry: Callable[[Any, dict[str, Any]], Any],
              want: Callable[[dict[str, Any]], bool], timeout_s: float, job: Any = None,
-             what: str = "records", partial: bool = False) -> dict[str, Any]:
+             what: str = "records", partial: bool = False, quiet_s: float | None = None) -> dict[str, Any]:
     """event_id -> ``entry(message, record)`` (None: skip) of ``topic``'s records, first one
     wins, until ``want`` says done. A timeout or the job exiting raises, or with ``partial``
-    ends the read with what arrived."""
+    ends the read with what arrived; so does ``quiet_s`` without a new record."""
     consumer = _consumer(cfg, topic)
     seen: dict[str, Any] = {}
     deadline = time.monotonic() + timeout_s
+    last_new, count = time.monotonic(), 0
     try:
         while not want(seen):
+            if quiet_s is not None and len(seen) == count and time.monotonic() - last_new > quiet_s:
+                break
+            if len(seen) != count:
+                last_new, count = time.monotonic(), len(seen)
             if time.monotonic() > deadline:
                 if partial:
                     break
@@ -189,30 +194,46 @@ def _collect_scores(cfg: Config, want: Callable[[dict[str, dict[str, Any]]], boo
 
 
 def _labels(cfg: Config, want: int, timeout_s: float, job: Any = None,
-            features: dict[int, list[float]] | None = None) -> list[tuple[int, int]]:
+            features: dict[int, list[float]] | None = None, quiet_s: float | None = None) -> list[tuple[int, int]]:
     """(broker timestamp, label) of the label records (one per interaction once its label
-    resolved), in time order, until ``want`` are there or ``timeout_s`` passes (then whatever
-    arrived). ``features``, if given, gets each interaction's features as scored."""
+    resolved), in time order, until ``want`` are there, ``timeout_s`` passes or (with
+    ``quiet_s``) none came for that long; then whatever arrived. ``features``, if given, gets
+    each interaction's features as scored."""
     def entry(msg: Any, r: dict[str, Any]) -> tuple[int, int]:
         if features is not None:
             features.setdefault(r["interaction_id"], r["features"])
         return msg.timestamp()[1], r["label"]
     labels = _collect(cfg, cfg.kafka.labels_topic, entry,
-                      lambda seen: len(seen) >= want, timeout_s, job, "labels", partial=True)
+                      lambda seen: len(seen) >= want, timeout_s, job, "labels", partial=True, quiet_s=quiet_s)
     return sorted(labels.values())
 
 
+_COMPLETED_CHECKPOINT = re.compile(
+    r"Completed checkpoint \d+ for job \w+ \((\d+) bytes, .*?(?:completedCheckpointDuration|checkpointDuration)=(\d+) ms")
+
+
+def _completed_checkpoints(flink_log_dir: Path) -> list[tuple[int, int]]:
+    """(size in bytes, duration in ms) of each checkpoint Flink's log says completed."""
+    return [(int(m.group(1)), int(m.group(2))) for f in flink_log_dir.glob("*.log*")
+            for m in _COMPLETED_CHECKPOINT.finditer(f.read_text(errors="replace"))]
+
+
 def _checkpoints(flink_log_dir: Path) -> dict[str, Any]:
-    sizes, durations = [], []
-    pattern = re.compile(r"Completed checkpoint \d+ for job \w+ \((\d+) bytes, .*?(?:completedCheckpointDuration|checkpointDuration)=(\d+) ms")
-    for f in flink_log_dir.glob("*.log*"):
-        for m in pattern.finditer(f.read_text(errors="replace")):
-            sizes.append(int(m.group(1)))
-            durations.append(int(m.group(2)))
-    if not sizes:
+    done = _completed_checkpoints(flink_log_dir)
+    if not done:
         return {"count": 0}
+    sizes, durations = [size for size, _ in done], [ms for _, ms in done]
     return {"count": len(sizes), "size_bytes_last": sizes[-1], "size_bytes_max": max(sizes),
             "duration_ms_median": statistics.median(durations), "duration_ms_max": max(durations)}
+
+
+def _await_checkpoint(cfg: Config, flink_log_dir: Path) -> None:
+    """Until one more checkpoint than now has completed (it then holds the state as it is now),
+    or 1.5 checkpoint intervals passed."""
+    before = len(_completed_checkpoints(flink_log_dir))
+    deadline = time.monotonic() + cfg.job.checkpoint_interval_ms / 1000 * 1.5
+    while time.monotonic() < deadline and len(_completed_checkpoints(flink_log_dir)) <= before:
+        time.sleep(0.25)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -294,7 +315,7 @@ def _run_job(cfg: Config, run_dir: Path, interactions: int, mode: str,
             f"after the first score: {learned_eps:,.0f} interactions/s scored and learned from; "
             f"{during:,} before the last score; {positives:,} positive; {drift_applied:,} scores "
             "applied a segment's drift correction")
-        time.sleep(max(0.0, cfg.job.checkpoint_interval_ms / 1000 * 1.5))  # one more checkpoint
+        _await_checkpoint(cfg, run_dir / "logs" / "flink")
     finally:
         if sampler is not None:
             sampler.stop.set()
@@ -402,16 +423,20 @@ def measure_latency(cfg: Config, run_dir: Path, rate: float, seconds: float,
     job = None
     try:
         stack = manager.up(cfg, seed=lambda r: datagen.seed(r.postgres.dsn, r.data, say=lambda m: None))
+        say("latency: stack up, training")
         r = cfg.resolved()
         r.job.model_dir = str(run_dir / "models")
         train(r.postgres.dsn, r.job.model_dir, r.job.model_name, int(r.job.label_horizon_s * 1000),
               r.job.history_len, say=lambda m: None)
+        say("latency: job starting; waiting for the snapshot's first score")
         job = start_job(r, run_dir / "logs" / "job.log", env=_job_env(r, run_dir))
         _collect_scores(r, lambda s: len(s) > 0, timeout_s=240, job=job)  # job up, snapshot flowing
+        say("latency: snapshot scored; waiting for its labels to settle")
         # As in the job-only measurement: the snapshot's labels resolve at once when the idle
         # topics stop holding the watermark; that warm-up burst is not the steady state.
         _wait_until_quiet(r, r.kafka.labels_topic, min_s=r.job.source_idleness_ms / 1000 + 2,
                           quiet_s=3.0, timeout_s=300)
+        say(f"latency: offering {rate:,.0f} interactions/s, {warmup_s:.0f}s of warm-up then {seconds:.0f}s measured")
         t_warm = time.time() * 1000
         warm = datagen.traffic(r.postgres.dsn, r.data, rate, duration_s=warmup_s)
         t0 = time.time() * 1000
@@ -421,6 +446,7 @@ def measure_latency(cfg: Config, run_dir: Path, rate: float, seconds: float,
                         alone={"load_generator": os.getpid()})
         counts = datagen.traffic(r.postgres.dsn, r.data, rate, duration_s=seconds)
         cores = cpu.cores()
+        say("latency: traffic offered; collecting its scores")
         achieved = counts["interactions"] / seconds
         live = counts["interactions"] + warm["interactions"]
         scores = _collect_scores(
@@ -429,7 +455,7 @@ def measure_latency(cfg: Config, run_dir: Path, rate: float, seconds: float,
         measured = [v for v in scores.values() if not v["snapshot"] and v["commit_ts"] >= t0]
         warming = [v for v in scores.values() if not v["snapshot"] and t_warm <= v["commit_ts"] < t0]
         lat = [v["broker_ts"] - v["commit_ts"] for v in measured]
-        cdc_ts = _debezium_ts(r)
+        cdc_ts = _debezium_ts(r, {v["interaction_id"] for v in measured})
         at_debezium = [(v, cdc_ts[v["interaction_id"]]) for v in measured if v["interaction_id"] in cdc_ts]
         split = {"commit_to_debezium": [t - v["commit_ts"] for v, t in at_debezium],
                  "debezium_to_scored": [v["scored_at"] - t for v, t in at_debezium],
@@ -450,18 +476,26 @@ def measure_latency(cfg: Config, run_dir: Path, rate: float, seconds: float,
         manager.down(cfg)
 
 
-def _debezium_ts(cfg: Config) -> dict[int, int]:
-    """interaction id -> the Debezium envelope's ts_ms (when the connector processed the change)."""
+def _debezium_ts(cfg: Config, ids: set[int], timeout_s: float = 60.0) -> dict[int, int]:
+    """interaction id -> the Debezium envelope's ts_ms (when the connector processed the change),
+    for ``ids``: read until each has been seen or ``timeout_s`` passed. Not until the topic is
+    quiet: the connector's heartbeats keep it growing while the stack runs."""
     out: dict[int, int] = {}
-    for _key, value, _ts in read_topic(cfg.kafka, cfg.kafka.changes_topic):
-        if value is None:
-            continue
-        env = json.loads(value)
-        if (env.get("source") or {}).get("table") != "interactions":
-            continue
-        row = env.get("after") or {}
-        if "id" in row and env.get("ts_ms") is not None:
-            out[int(row["id"])] = int(env["ts_ms"])
+    consumer = _consumer(cfg, cfg.kafka.changes_topic)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not ids <= out.keys() and time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+                if msg.error() or msg.value() is None:
+                    continue
+                env = json.loads(msg.value())
+                if (env.get("source") or {}).get("table") != "interactions":
+                    continue
+                row = env.get("after") or {}
+                if "id" in row and env.get("ts_ms") is not None:
+                    out[int(row["id"])] = int(env["ts_ms"])
+    finally:
+        consumer.close()
     return out
 
 
@@ -603,8 +637,9 @@ def measure_state_scale(cfg: Config, run_dir: Path, customers: int, say: Callabl
 
         scores = _collect_scores(cfg, done, timeout_s=7200, job=job)
         state_bytes = _du(rocksdb_dir)
-        time.sleep(cfg.job.checkpoint_interval_ms / 1000 * 1.5)
-        label_ts = [t for t, _ in _labels(cfg, total, timeout_s=30, job=job)]
+        # Not all labels can resolve: the last interactions' horizons end past the last event.
+        label_ts = [t for t, _ in _labels(cfg, total, timeout_s=30, job=job, quiet_s=3.0)]
+        _await_checkpoint(cfg, run_dir / "logs" / "flink")
 
         def window(lo: int, hi: int) -> dict[str, float]:
             ts = sorted(v["broker_ts"] for v in scores.values() if lo < v["interaction_id"] <= hi)
@@ -695,7 +730,7 @@ def run(quick: bool, events: int | None = None, out_dir: Path = RESULTS,
     cfg = load_config()
     base = REPO / ".livefit" / f"bench-{os.getpid()}"
     shutil.rmtree(base, ignore_errors=True)
-    customers = max(50, (events or (12_000 if quick else 200_000)) // 30)
+    customers = max(50, (events or (60_000 if quick else 200_000)) // 30)
     data = DataConfig(customers=customers, products=300, history_days=60)
     started = time.time()
     try:
