@@ -51,7 +51,7 @@ def run_loop(workload: Workload, logic: CustomerLogic, out_of_orderness_ms: int,
     """The work over ``workload`` in commit order, timed. ``features``, if given, gets each
     labelled interaction's features as scored (the reference the job is compared with)."""
     runner = LocalRunner(logic, out_of_orderness_ms, drift_publish_every)
-    scored = events = labels = positives = without_product = 0
+    scored = orders = events = labels = positives = without_product = 0
     t0 = time.perf_counter()
     for offset, (topic, key, value, ts) in enumerate(workload.records):
         events += 1
@@ -61,6 +61,8 @@ def run_loop(workload: Workload, logic: CustomerLogic, out_of_orderness_ms: int,
                 if r["kind"] == "interaction":
                     scored += 1
                     without_product += not r["product_known"]
+                elif r["kind"] == "order":
+                    orders += 1
             for label in out.labels:
                 orjson.dumps(label)
                 labels += 1
@@ -80,6 +82,7 @@ def run_loop(workload: Workload, logic: CustomerLogic, out_of_orderness_ms: int,
                 features.update((label["interaction_id"], label["features"]) for label in out.labels)
     return {"events": events, "interactions_scored": scored, "seconds": round(seconds, 3),
             "eps": round(scored / seconds, 1), "input_events_per_s": round(events / seconds, 1),
+            "orders_scored": orders, "scored_events_eps": round((scored + orders) / seconds, 1),
             "customers": customers, "labels": labels, "positives": positives,
             "scored_without_product": without_product,
             "state_bytes_per_customer_mean": round(sum(sizes) / max(len(sizes), 1)),
