@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import json
+import operator
 import os
 import platform
 import re
@@ -145,12 +146,14 @@ def _consumer(cfg: Config, topic: str) -> Consumer:
 
 def _collect(cfg: Config, topic: str, entry: Callable[[Any, dict[str, Any]], Any],
              want: Callable[[dict[str, Any]], bool], timeout_s: float, job: Any = None,
-             what: str = "records", partial: bool = False, quiet_s: float | None = None) -> dict[str, Any]:
-    """event_id -> ``entry(message, record)`` (None: skip) of ``topic``'s records, first one
-    wins, until ``want`` says done. A timeout or the job exiting raises, or with ``partial``
-    ends the read with what arrived; so does ``quiet_s`` without a new record."""
+             what: str = "records", partial: bool = False, quiet_s: float | None = None,
+             key: Callable[[dict[str, Any]], Any] = operator.itemgetter("event_id")) -> dict[Any, Any]:
+    """``key(record)`` (default: its event_id) -> ``entry(message, record)`` (None: skip) of
+    ``topic``'s records, first one wins, until ``want`` says done. A timeout or the job exiting
+    raises, or with ``partial`` ends the read with what arrived; so does ``quiet_s`` without a
+    new record."""
     consumer = _consumer(cfg, topic)
-    seen: dict[str, Any] = {}
+    seen: dict[Any, Any] = {}
     deadline = time.monotonic() + timeout_s
     last_new, count = time.monotonic(), 0
     try:
@@ -173,7 +176,7 @@ def _collect(cfg: Config, topic: str, entry: Callable[[Any, dict[str, Any]], Any
                 r = json.loads(msg.value())
                 item = entry(msg, r)
                 if item is not None:
-                    seen.setdefault(r["event_id"], item)
+                    seen.setdefault(key(r), item)
     finally:
         consumer.close()
     return seen
@@ -495,23 +498,13 @@ def _debezium_ts(cfg: Config, ids: set[int], timeout_s: float = 60.0) -> dict[in
     """interaction id -> the Debezium envelope's ts_ms (when the connector processed the change),
     for ``ids``: read until each has been seen or ``timeout_s`` passed. Not until the topic is
     quiet: the connector's heartbeats keep it growing while the stack runs."""
-    out: dict[int, int] = {}
-    consumer = _consumer(cfg, cfg.kafka.changes_topic)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while not ids <= out.keys() and time.monotonic() < deadline:
-            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
-                if msg.error() or msg.value() is None:
-                    continue
-                env = json.loads(msg.value())
-                if (env.get("source") or {}).get("table") != "interactions":
-                    continue
-                row = env.get("after") or {}
-                if "id" in row and env.get("ts_ms") is not None:
-                    out[int(row["id"])] = int(env["ts_ms"])
-    finally:
-        consumer.close()
-    return out
+    def entry(_msg: Any, env: dict[str, Any]) -> int | None:
+        if (env.get("source") or {}).get("table") != "interactions" or env.get("ts_ms") is None:
+            return None
+        return int(env["ts_ms"]) if "id" in (env.get("after") or {}) else None
+
+    return _collect(cfg, cfg.kafka.changes_topic, entry, lambda seen: ids <= seen.keys(), timeout_s,
+                    what="Debezium changes", partial=True, key=lambda env: int(env["after"]["id"]))
 
 
 def measure_job_latency(cfg: Config, run_dir: Path, data: DataConfig, rate: float, seconds: float,
