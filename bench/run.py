@@ -182,6 +182,32 @@ def _collect(cfg: Config, topic: str, entry: Callable[[Any, dict[str, Any]], Any
     return seen
 
 
+def _await_topic_written(cfg: Config, topic: str, expected: int, timeout_s: float, job: Any,
+                         quiet_s: float = 3.0, poll_s: float = 0.5) -> None:
+    """Wait, without reading, until ``topic`` holds ``expected`` records or its end offset has
+    stopped growing for ``quiet_s`` after it started: the job's output is read afterwards, so the
+    bench's consumer (JSON per record, the broker serving its fetches) does not share the two
+    cores with the job it measures. Only a wait: Tansu's end offset is the last batch's base
+    offset + 1 (PLATFORM.md), so the read that follows is what counts."""
+    consumer = _consumer(cfg, topic)
+    deadline = time.monotonic() + timeout_s
+    end, changed = 0, time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            if job is not None and job.poll() is not None:
+                return  # the read that follows says what is missing
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=5, cached=False)
+            if high >= expected:
+                return
+            if high != end:
+                end, changed = high, time.monotonic()
+            elif end > 0 and time.monotonic() - changed > quiet_s:
+                return
+            time.sleep(poll_s)
+    finally:
+        consumer.close()
+
+
 def _score_entry(msg: Any, r: dict[str, Any]) -> dict[str, Any] | None:
     if r.get("kind") != "interaction":
         return None  # order anomaly scores: measured as part of the work, counted apart
@@ -298,6 +324,7 @@ def _run_job(cfg: Config, run_dir: Path, interactions: int, orders: int, mode: s
         job = start_job(cfg, run_dir / "logs" / "job.log", env=_job_env(cfg, run_dir, mode))
         sampler = ProcessTreeSampler(job.pid)
         sampler.start()
+        _await_topic_written(cfg, cfg.kafka.scores_topic, interactions + orders, timeout_s=1800, job=job)
         scores = _collect_scores(cfg, lambda s: len(s) >= interactions, timeout_s=1800, job=job)
         ts = sorted(v["broker_ts"] for v in scores.values())
         span = (ts[-1] - ts[0]) / 1000
