@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from livefit.gc_tuning import streaming_gc
 from livefit.workload import Workload
 from udfs.customer import CustomerLogic, encode_state
 from udfs.online import logit
@@ -52,26 +53,27 @@ def run_loop(workload: Workload, logic: CustomerLogic, out_of_orderness_ms: int,
     labelled interaction's features as scored (the reference the job is compared with)."""
     runner = LocalRunner(logic, out_of_orderness_ms, drift_publish_every)
     scored = orders = events = labels = positives = without_product = 0
-    t0 = time.perf_counter()
-    for offset, (topic, key, value, ts) in enumerate(workload.records):
-        events += 1
-        for out in runner.process(topic, offset, ts, key, value):
-            for r in out.records:
-                orjson.dumps(r)
-                if r["kind"] == "interaction":
-                    scored += 1
-                    without_product += not r["product_known"]
-                elif r["kind"] == "order":
-                    orders += 1
-            for label in out.labels:
-                orjson.dumps(label)
-                labels += 1
-                positives += label["label"]
-                if features is not None:
-                    features[label["interaction_id"]] = label["features"]
-        if max_interactions is not None and scored >= max_interactions:
-            break
-    seconds = time.perf_counter() - t0
+    with streaming_gc():  # as the job's operators run (livefit.gc_tuning)
+        t0 = time.perf_counter()
+        for offset, (topic, key, value, ts) in enumerate(workload.records):
+            events += 1
+            for out in runner.process(topic, offset, ts, key, value):
+                for r in out.records:
+                    orjson.dumps(r)
+                    if r["kind"] == "interaction":
+                        scored += 1
+                        without_product += not r["product_known"]
+                    elif r["kind"] == "order":
+                        orders += 1
+                for label in out.labels:
+                    orjson.dumps(label)
+                    labels += 1
+                    positives += label["label"]
+                    if features is not None:
+                        features[label["interaction_id"]] = label["features"]
+            if max_interactions is not None and scored >= max_interactions:
+                break
+        seconds = time.perf_counter() - t0
     customers = len(runner.states)
     sizes = [len(encode_state(s)) for s in list(runner.states.values())[:2000]]
     if max_interactions is None:  # the labels still pending at the end, as the job resolves them

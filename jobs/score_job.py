@@ -28,7 +28,6 @@ in ``udfs/``; this file only wires operators, state, timers, metrics and connect
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import os
 import signal
@@ -66,6 +65,7 @@ from pyflink.util.java_utils import to_jarray
 
 from livefit.checkpoints import latest_restore_point
 from livefit.config import Config, load_config
+from livefit.gc_tuning import freeze_startup_heap
 from livefit.jars import job_jars
 from models.registry import ModelError
 from udfs.batch import (
@@ -155,7 +155,7 @@ class ParseControl(ProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.dead = runtime_context.get_metrics_group().counter("events_dead_lettered")
-        _freeze_startup_heap()
+        freeze_startup_heap()
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterable[Any]:
         topic, partition, offset, key, raw = value[0], value[1], value[2], value[4], value[5]
@@ -199,15 +199,6 @@ class BatchCounters:
             if n:
                 self._counters[name].inc(n)
                 self.pending[name] = 0
-
-
-def _freeze_startup_heap() -> None:
-    """Exempt what exists after an operator's open() (modules, models: ~200k objects) from
-    Python's cyclic garbage collector. Left in, every full collection walks them all while no
-    record moves: measured 80-140 ms pauses in the scoring thread, the job-only p99's worst
-    spikes. Later objects (states, records) are still collected as usual."""
-    gc.collect()
-    gc.freeze()
 
 
 def _subtask_index(runtime_context: RuntimeContext) -> int:
@@ -356,7 +347,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         self.served_version.set(model.version)
         self.score_latency = ValueMetric(metrics, "score_latency_ms")
         log.info("scoring with %s v%d", model.name, model.version)
-        _freeze_startup_heap()
+        freeze_startup_heap()
 
     def _emit(self, outcome: Outcome) -> Iterable[OutputRecord]:
         counts = self.counts.pending
@@ -719,7 +710,7 @@ class LearnSegmentDrift(KeyedProcessFunction):
         self.learned = metrics.counter("drift_labels_learned")
         self.published = metrics.counter("drift_corrections_published")
         self.dead = metrics.counter("events_dead_lettered")
-        _freeze_startup_heap()
+        freeze_startup_heap()
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
         segment = str(_current_key(ctx))
