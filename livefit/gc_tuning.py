@@ -31,19 +31,24 @@ def freeze_startup_heap() -> None:
 @contextmanager
 def streaming_gc() -> Iterator[None]:
     """:func:`freeze_startup_heap` for the duration of a block; the previous settings after it.
+    ``gc.unfreeze()`` is all or nothing, so if something was frozen before the block, that freeze
+    is kept (and with it what the block froze) rather than undone.
 
     >>> import gc
-    >>> before = gc.get_threshold()
+    >>> before, frozen = gc.get_threshold(), gc.get_freeze_count()
     >>> with streaming_gc():
     ...     gc.get_threshold() == GC_THRESHOLDS
     True
     >>> gc.get_threshold() == before
     True
+    >>> gc.get_freeze_count() == frozen
+    True
     """
-    before = gc.get_threshold()
+    before, frozen_before = gc.get_threshold(), gc.get_freeze_count()
     freeze_startup_heap()
     try:
         yield
     finally:
-        gc.unfreeze()
+        if not frozen_before:
+            gc.unfreeze()
         gc.set_threshold(*before)
