@@ -86,7 +86,7 @@ from udfs.drift import (
     Example,
     SegmentDrift,
     decay_for,
-    decode_examples,
+    decode_example_batch,
     encode_examples,
     example_of,
 )
@@ -132,8 +132,11 @@ DEAD_LETTERS = OutputTag("dead-letters", KAFKA_OUT)
 # colon), and the JVM picks it out before the sink. Not a side output: in thread mode PyFlink 2.3
 # drops side outputs yielded from on_timer into the main output converter, and most labels
 # resolve in on_timer. Not one element per label: each is a call into Python, a state write and
-# a counter call (the drift learner was 22 % of the job while a backlog's labels resolved).
+# a counter call (the drift learner was 22 % of the job while a backlog's labels resolved). Nor
+# one call per scoring call: the JVM collects a segment's records for flink.drift_examples_batch_ms
+# (RecordBatcher.java) and the learner gets them as one element (at most this many records).
 DRIFT_EXAMPLES_ROUTE = "livefit:segment-drift-examples"
+DRIFT_BATCH_RECORDS = 1000
 MODEL_CHOICE = MapStateDescriptor("model-choice", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 DRIFT = MapStateDescriptor("segment-drift", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 
@@ -713,14 +716,16 @@ class LearnSegmentDrift(KeyedProcessFunction):
         freeze_startup_heap()
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
+        """``value``: the segment's example records of the last few scoring calls, in order, in
+        one blob (RecordBatcher.java, decode_outputs' framing)."""
         segment = str(_current_key(ctx))
-        try:
-            examples = decode_examples(value[2])
-        except ValueError as exc:  # only a bug could write this; keep the bytes and say so
+        examples, unreadable = decode_example_batch(value[2])
+        for bad in unreadable:
             self.dead.inc()
             yield _dead_letter_row(self.deadletter_topic, DeadLetter(
-                f"drift examples of segment {segment!r} unreadable: {exc}", value[0], -1, -1,
-                value[1], value[2]))
+                f"segment {segment!r}: {bad.reason}", bad.topic or value[0], -1, -1,
+                bad.key if bad.topic else value[1], bad.value))
+        if not examples:
             return
         learner = self.learners.get(segment)
         if learner is None:
@@ -812,20 +817,20 @@ def _by_topic(stream: DataStream, topics: list[str], keep: bool, name: str) -> D
 
 
 def _keyed_in_jvm(stream: DataStream, j_key_assigner: Any, key_type: Any, value_type: Any,
-                  name: str, micro_batch: tuple[int, int] | None = None,
+                  name: str, batch: tuple[Any, str, int, int] | None = None,
                   fan_out: bool = False) -> KeyedStream:
     """``stream`` keyed by a JVM map to Row(key, value), the shape PyFlink's key_by builds (see
     its DataStream.key_by), so the value reaches the keyed Python operator without a Python
     key-by stage in front of it; with ``fan_out`` the assigner is a flat map that may hand a
-    value to several keys. With ``micro_batch`` (max records, max ms) the values of each key are
-    first collected into batches (MicroBatcher.java), still in the JVM."""
+    value to several keys. With ``batch`` (a KeyedBatcher.java class, the step's name, max
+    records, max ms) the values of each key are first collected into batches, still in the JVM."""
     j_stream = stream._j_data_stream
     j_with_key = j_stream.flatMap(j_key_assigner) if fan_out else j_stream.map(j_key_assigner)
     with_key = DataStream(j_with_key).name(name).uid(name)
-    if micro_batch is not None:
-        jvm = get_gateway().jvm
-        batched = jvm.livefit.flink.MicroBatcher.apply(with_key._j_data_stream, *micro_batch)
-        with_key = DataStream(batched).name("micro-batch").uid("micro-batch")
+    if batch is not None:
+        j_batcher, batch_name, max_records, max_ms = batch
+        batched = j_batcher.apply(with_key._j_data_stream, max_records, max_ms)
+        with_key = DataStream(batched).name(batch_name).uid(batch_name)
     j_keyed = with_key._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(),
                                             Types.ROW([key_type]).get_java_type_info())
     return KeyedStream(j_keyed, value_type, with_key)
@@ -851,7 +856,8 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     changes = _keyed_in_jvm(changes_in,
                             jvm.livefit.flink.ShardRouter(j.shards, MAX_PARALLELISM), Types.LONG(),
                             Types.PRIMITIVE_ARRAY(Types.BYTE()), "shard-by-customer",
-                            micro_batch=(cfg.flink.micro_batch_records, cfg.flink.micro_batch_ms),
+                            batch=(jvm.livefit.flink.MicroBatcher, "micro-batch",
+                                   cfg.flink.micro_batch_records, cfg.flink.micro_batch_ms),
                             fan_out=True)
     params = j.scoring_params()
     shard_keys = list(jvm.livefit.flink.ShardRouter.balancedKeys(j.shards, MAX_PARALLELISM))
@@ -878,7 +884,9 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     if j.drift_publish_every_labels > 0:
         by_segment = _keyed_in_jvm(_by_topic(scores, [DRIFT_EXAMPLES_ROUTE], True, "drift-examples"),
                                    jvm.livefit.flink.RecordKeyAssigner(), Types.STRING(),
-                                   KAFKA_OUT, "key-by-segment")
+                                   KAFKA_OUT, "key-by-segment",
+                                   batch=(jvm.livefit.flink.RecordBatcher, "batch-drift-examples",
+                                          DRIFT_BATCH_RECORDS, cfg.flink.drift_examples_batch_ms))
         corrections = (by_segment
                        .process(LearnSegmentDrift(k.control_topic, k.deadletter_topic,
                                                   j.drift_publish_every_labels,

@@ -115,7 +115,8 @@ def encode_outputs(records: list[OutputRecord]) -> bytes:
 
 
 def decode_outputs(blob: bytes) -> list[OutputRecord]:
-    """What :func:`encode_outputs` wrote (tests and tools; the job splits in the JVM)."""
+    """What :func:`encode_outputs` (or OutputSplitter.encode, in the JVM) wrote: the drift
+    learner's batches of example records (RecordBatcher.java); a truncated blob raises ValueError."""
     return _decode(blob, coords=False)  # type: ignore[return-value]
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -150,3 +150,45 @@ def decode_examples(blob: bytes) -> list[Example]:
     if any(y not in (0, 1) or not math.isfinite(z) for z, y, _ in examples):
         raise ValueError("a label is not 0/1 or an offline logit is not finite")
     return examples
+
+
+class UnreadableExamples(NamedTuple):
+    """A record of a drift example batch that did not decode, kept whole for the dead-letter topic."""
+
+    reason: str
+    topic: str
+    key: bytes | None
+    value: bytes | None
+
+
+def decode_example_batch(blob: bytes) -> tuple[list[Example], list[UnreadableExamples]]:
+    """A segment's example records of the last few scoring calls (RecordBatcher.java: each an
+    :func:`encode_examples` blob, in :func:`udfs.batch.decode_outputs`' framing), as their
+    examples in order, and the records that did not decode (only a bug writes those: they are
+    kept, not dropped).
+
+    >>> from udfs.batch import encode_outputs
+    >>> route = "livefit:segment-drift-examples"
+    >>> blob = encode_outputs([(route, b"budget", encode_examples([(-1.0, 1, 5)])),
+    ...                        (route, b"budget", b"{oops"),
+    ...                        (route, b"budget", encode_examples([(0.5, 0, 6)]))])
+    >>> examples, unreadable = decode_example_batch(blob)
+    >>> examples, [u.value for u in unreadable]
+    ([(-1.0, 1, 5), (0.5, 0, 6)], [b'{oops'])
+    >>> decode_example_batch(blob[:-3])[1][0].reason
+    'drift example batch unreadable (field runs past the end)'
+    """
+    from udfs.batch import decode_outputs
+
+    try:
+        records = decode_outputs(blob)
+    except ValueError as exc:
+        return [], [UnreadableExamples(f"drift example batch unreadable ({exc})", "", None, blob)]
+    examples: list[Example] = []
+    unreadable: list[UnreadableExamples] = []
+    for topic, key, value in records:
+        try:
+            examples += decode_examples(value or b"")
+        except ValueError as exc:
+            unreadable.append(UnreadableExamples(f"drift examples unreadable: {exc}", topic, key, value))
+    return examples, unreadable

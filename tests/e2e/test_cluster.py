@@ -61,7 +61,7 @@ def test_flink_run_metrics_model_swap_and_cancel(stack: Stack):
         names = [v["name"] for v in job["vertices"]]
         print(f"\n[cluster] job graph: {names}")
         for step in ("shard-by-customer", "micro-batch", "parse-control", "score-and-learn",
-                     "split-outputs", "drift-examples", "learn-segment-drift"):
+                     "split-outputs", "drift-examples", "batch-drift-examples", "learn-segment-drift"):
             assert any(step in n for n in names), f"no {step} step in the job graph"
         col.wait_for("snapshot scores from the cluster job",
                      lambda: {r["interaction_id"] for r in col.scores} >= stack.seeded_interactions,

@@ -113,21 +113,25 @@ def test_jvm_shards_match_the_python_shards(jvm):
 def test_python_decodes_the_batches_the_jvm_encodes(jvm):
     """MicroBatcher.encode (the JVM) and udfs.batch.decode_batch (Python) agree on every field,
     including null keys and values (tombstones) and non-ASCII topics."""
-    from pyflink.java_gateway import get_gateway
-
     from udfs.batch import decode_batch
 
-    gateway = get_gateway()
     records = [("shop.public.orders", 0, 2**40, 1795318293200, b'{"id":1}', b'{"op":"c"}'),
                ("shop.public.orders", 3, 0, -1, None, None),
                ("t\u00f6pic", 2**31 - 1, 2**63 - 1, -(2**63), b"", bytes(range(256)))]
+    assert decode_batch(bytes(jvm.livefit.flink.MicroBatcher.encode(_java_rows(jvm, records)))) == records
+
+
+def _java_rows(jvm: Any, records: list[tuple[Any, ...]]) -> Any:
+    """``records`` as a java.util.List of Flink Rows, one field per tuple item."""
+    from pyflink.java_gateway import get_gateway
+
     rows = jvm.java.util.ArrayList()
     for record in records:
-        fields = gateway.new_array(jvm.Object, 6)
+        fields = get_gateway().new_array(jvm.Object, len(record))
         for i, value in enumerate(record):
             fields[i] = value
         rows.add(jvm.org.apache.flink.types.Row.of(fields))
-    assert decode_batch(bytes(jvm.livefit.flink.MicroBatcher.encode(rows))) == records
+    return rows
 
 
 def test_the_jvm_splits_what_the_scoring_operator_yields(jvm):
@@ -142,6 +146,20 @@ def test_the_jvm_splits_what_the_scoring_operator_yields(jvm):
     got = [(row.getField(0), row.getField(1), row.getField(2)) for row in rows]
     assert [(t, None if k is None else bytes(k), bytes(v)) for t, k, v in got] == records
 
+
+
+def test_python_reads_the_drift_batches_the_jvm_encodes(jvm):
+    """OutputSplitter.encode (the JVM: RecordBatcher's batches for the drift learner) and
+    udfs.batch.decode_outputs (Python) agree on every record, in order, including a null key,
+    an empty value and a non-ASCII topic; a batch of one record is that record."""
+    from udfs.batch import decode_outputs
+
+    records = [("livefit:segment-drift-examples", b"budget", b"[[-1.5,1,1795318293200]]"),
+               ("t\u00f6pic", None, bytes(range(256))),
+               ("livefit:segment-drift-examples", b"", b"")]
+    encode = jvm.livefit.flink.OutputSplitter.encode
+    assert decode_outputs(bytes(encode(_java_rows(jvm, records)))) == records
+    assert decode_outputs(bytes(encode(_java_rows(jvm, records[:1])))) == records[:1]
 
 HEARTBEATS = [b'{"ts_ms":1795469954230}', b'{"schema":{},"payload":{"ts_ms":1795469954230}}']
 NOT_HEARTBEATS = [b'{"ts_ms":"1795469954230"}', b'{"ts_ms":1795469954230,"op":"c"}', b'{"ts_ms":1.5}',

@@ -9,10 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from udfs.batch import encode_outputs
 from udfs.drift import (
     MAX_OFFSET,
     SegmentDrift,
     decay_for,
+    decode_example_batch,
     decode_examples,
     encode_examples,
     segment_key,
@@ -96,3 +98,33 @@ def test_examples_round_trip_exactly(examples):
 def test_unreadable_examples_are_refused_with_a_reason(blob):
     with pytest.raises(ValueError):
         decode_examples(blob)
+
+
+_calls = st.lists(st.lists(st.tuples(st.floats(-30, 30), st.integers(0, 1), st.integers(0, 2**62)),
+                           max_size=5), max_size=8)
+
+
+@given(_calls, st.sets(st.integers(0, 7)))
+def test_a_batch_of_calls_teaches_what_the_calls_taught_and_keeps_what_it_cannot_read(calls, broken):
+    """The JVM collects a segment's example records of several scoring calls into one element
+    (RecordBatcher.java): learning from it is learning from each call in turn, and a record that
+    does not decode is handed back whole (for the dead-letter topic), not dropped."""
+    route = "livefit:segment-drift-examples"
+    records = [(route, b"budget", b"{broken" if i in broken else encode_examples(call))
+               for i, call in enumerate(calls)]
+    examples, unreadable = decode_example_batch(encode_outputs(records))
+    assert [u.value for u in unreadable] == [b"{broken" for i in range(len(calls)) if i in broken]
+    one_by_one, batched = SegmentDrift.new(), SegmentDrift.new()
+    for i, call in enumerate(calls):
+        if i not in broken:
+            one_by_one.learn_examples("budget", call, publish_every=50)
+    batched.learn_examples("budget", examples, publish_every=50)
+    assert (batched.offset, batched.precision, batched.labels) == (
+        one_by_one.offset, one_by_one.precision, one_by_one.labels)
+
+
+def test_a_truncated_batch_is_handed_back_whole():
+    blob = encode_outputs([("livefit:segment-drift-examples", b"budget", encode_examples([(0.0, 1, 1)]))])
+    examples, unreadable = decode_example_batch(blob[:-1])
+    assert examples == [] and [u.value for u in unreadable] == [blob[:-1]]
+    assert "unreadable" in unreadable[0].reason
