@@ -719,12 +719,11 @@ class LearnSegmentDrift(KeyedProcessFunction):
         """``value``: the segment's example records of the last few scoring calls, in order, in
         one blob (RecordBatcher.java, decode_outputs' framing)."""
         segment = str(_current_key(ctx))
-        examples, unreadable = decode_example_batch(value[2])
+        examples, unreadable = decode_example_batch(value[0], value[1], value[2])
         for bad in unreadable:
             self.dead.inc()
             yield _dead_letter_row(self.deadletter_topic, DeadLetter(
-                f"segment {segment!r}: {bad.reason}", bad.topic or value[0], -1, -1,
-                bad.key if bad.topic else value[1], bad.value))
+                f"segment {segment!r}: {bad.reason}", bad.topic, -1, -1, bad.key, bad.value))
         if not examples:
             return
         learner = self.learners.get(segment)

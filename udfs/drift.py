@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from udfs.batch import decode_outputs
 from udfs.online import sigmoid
 
 MAX_OFFSET = 3.0  # in logit: a factor of ~20 in odds; anything beyond is a broken model, not drift
@@ -161,29 +162,29 @@ class UnreadableExamples(NamedTuple):
     value: bytes | None
 
 
-def decode_example_batch(blob: bytes) -> tuple[list[Example], list[UnreadableExamples]]:
+def decode_example_batch(topic: str, key: bytes | None, blob: bytes
+                         ) -> tuple[list[Example], list[UnreadableExamples]]:
     """A segment's example records of the last few scoring calls (RecordBatcher.java: each an
-    :func:`encode_examples` blob, in :func:`udfs.batch.decode_outputs`' framing), as their
-    examples in order, and the records that did not decode (only a bug writes those: they are
-    kept, not dropped).
+    :func:`encode_examples` blob, in :func:`udfs.batch.decode_outputs`' framing; ``topic`` and
+    ``key`` the batch's own), as their examples in order, and the records that did not decode
+    (only a bug writes those: they are kept, not dropped; a batch whose framing is broken is one
+    such record, whole).
 
     >>> from udfs.batch import encode_outputs
     >>> route = "livefit:segment-drift-examples"
     >>> blob = encode_outputs([(route, b"budget", encode_examples([(-1.0, 1, 5)])),
     ...                        (route, b"budget", b"{oops"),
     ...                        (route, b"budget", encode_examples([(0.5, 0, 6)]))])
-    >>> examples, unreadable = decode_example_batch(blob)
+    >>> examples, unreadable = decode_example_batch(route, b"budget", blob)
     >>> examples, [u.value for u in unreadable]
     ([(-1.0, 1, 5), (0.5, 0, 6)], [b'{oops'])
-    >>> decode_example_batch(blob[:-3])[1][0].reason
+    >>> decode_example_batch(route, b"budget", blob[:-3])[1][0].reason
     'drift example batch unreadable (field runs past the end)'
     """
-    from udfs.batch import decode_outputs
-
     try:
         records = decode_outputs(blob)
     except ValueError as exc:
-        return [], [UnreadableExamples(f"drift example batch unreadable ({exc})", "", None, blob)]
+        return [], [UnreadableExamples(f"drift example batch unreadable ({exc})", topic, key, blob)]
     examples: list[Example] = []
     unreadable: list[UnreadableExamples] = []
     for topic, key, value in records:

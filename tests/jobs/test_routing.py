@@ -147,7 +147,6 @@ def test_the_jvm_splits_what_the_scoring_operator_yields(jvm):
     assert [(t, None if k is None else bytes(k), bytes(v)) for t, k, v in got] == records
 
 
-
 def test_python_reads_the_drift_batches_the_jvm_encodes(jvm):
     """OutputSplitter.encode (the JVM: RecordBatcher's batches for the drift learner) and
     udfs.batch.decode_outputs (Python) agree on every record, in order, including a null key,
@@ -160,6 +159,7 @@ def test_python_reads_the_drift_batches_the_jvm_encodes(jvm):
     encode = jvm.livefit.flink.OutputSplitter.encode
     assert decode_outputs(bytes(encode(_java_rows(jvm, records)))) == records
     assert decode_outputs(bytes(encode(_java_rows(jvm, records[:1])))) == records[:1]
+
 
 HEARTBEATS = [b'{"ts_ms":1795469954230}', b'{"schema":{},"payload":{"ts_ms":1795469954230}}']
 NOT_HEARTBEATS = [b'{"ts_ms":"1795469954230"}', b'{"ts_ms":1795469954230,"op":"c"}', b'{"ts_ms":1.5}',

@@ -112,7 +112,7 @@ def test_a_batch_of_calls_teaches_what_the_calls_taught_and_keeps_what_it_cannot
     route = "livefit:segment-drift-examples"
     records = [(route, b"budget", b"{broken" if i in broken else encode_examples(call))
                for i, call in enumerate(calls)]
-    examples, unreadable = decode_example_batch(encode_outputs(records))
+    examples, unreadable = decode_example_batch(route, b"budget", encode_outputs(records))
     assert [u.value for u in unreadable] == [b"{broken" for i in range(len(calls)) if i in broken]
     one_by_one, batched = SegmentDrift.new(), SegmentDrift.new()
     for i, call in enumerate(calls):
@@ -125,6 +125,6 @@ def test_a_batch_of_calls_teaches_what_the_calls_taught_and_keeps_what_it_cannot
 
 def test_a_truncated_batch_is_handed_back_whole():
     blob = encode_outputs([("livefit:segment-drift-examples", b"budget", encode_examples([(0.0, 1, 1)]))])
-    examples, unreadable = decode_example_batch(blob[:-1])
+    examples, unreadable = decode_example_batch("livefit:segment-drift-examples", b"budget", blob[:-1])
     assert examples == [] and [u.value for u in unreadable] == [blob[:-1]]
     assert "unreadable" in unreadable[0].reason

@@ -44,17 +44,28 @@ public class MicroBatcher extends KeyedBatcher {
      * i32 length, -1 for null, + bytes).
      */
     public static byte[] encode(List<Row> records) throws IOException {
+        return encode(records, true);
+    }
+
+    /**
+     * {@code records} in that framing, with {@code coords} (partition, offset, timestamp: fields
+     * 1-3) or without (Row(topic, key, value), {@link OutputSplitter}'s framing); topic first, key
+     * and value last either way, like udfs/batch.py's {@code _encode}.
+     */
+    static byte[] encode(List<Row> records, boolean coords) throws IOException {
         ByteArrayOutputStream bytes = new ByteArrayOutputStream(256 * records.size());
         DataOutputStream out = new DataOutputStream(bytes);
         for (Row r : records) {
             byte[] topic = ((String) r.getField(0)).getBytes(StandardCharsets.UTF_8);
             out.writeShort(topic.length);
             out.write(topic);
-            out.writeInt(((Number) r.getField(1)).intValue());
-            out.writeLong(((Number) r.getField(2)).longValue());
-            out.writeLong(((Number) r.getField(3)).longValue());
-            writeBytes(out, (byte[]) r.getField(4));
-            writeBytes(out, (byte[]) r.getField(5));
+            if (coords) {
+                out.writeInt(((Number) r.getField(1)).intValue());
+                out.writeLong(((Number) r.getField(2)).longValue());
+                out.writeLong(((Number) r.getField(3)).longValue());
+            }
+            writeBytes(out, (byte[]) r.getField(r.getArity() - 2));
+            writeBytes(out, (byte[]) r.getField(r.getArity() - 1));
         }
         out.flush();
         return bytes.toByteArray();

@@ -1,5 +1,6 @@
 package livefit.flink;
 
+import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
@@ -47,32 +48,8 @@ public class OutputSplitter implements FlatMapFunction<byte[], Row>, ResultTypeQ
     }
 
     /** {@code rows} (Row(topic, key, value)) in the framing {@link #decode} reads. */
-    public static byte[] encode(List<Row> rows) {
-        int size = 0;
-        for (Row r : rows) {
-            size += 10 + ((String) r.getField(0)).length() * 3 + length(r.getField(1)) + length(r.getField(2));
-        }
-        ByteBuffer buf = ByteBuffer.allocate(size);
-        for (Row r : rows) {
-            byte[] topic = ((String) r.getField(0)).getBytes(StandardCharsets.UTF_8);
-            buf.putShort((short) topic.length).put(topic);
-            putField(buf, (byte[]) r.getField(1));
-            putField(buf, (byte[]) r.getField(2));
-        }
-        byte[] out = new byte[buf.position()];
-        buf.flip().get(out);
-        return out;
-    }
-
-    private static int length(Object bytes) {
-        return bytes == null ? 0 : ((byte[]) bytes).length;
-    }
-
-    private static void putField(ByteBuffer buf, byte[] bytes) {
-        buf.putInt(bytes == null ? -1 : bytes.length);
-        if (bytes != null) {
-            buf.put(bytes);
-        }
+    public static byte[] encode(List<Row> rows) throws IOException {
+        return MicroBatcher.encode(rows, false);
     }
 
     private static byte[] field(ByteBuffer buf) {

@@ -1,5 +1,6 @@
 package livefit.flink;
 
+import java.io.IOException;
 import java.util.List;
 import org.apache.flink.streaming.api.datastream.DataStream;
 import org.apache.flink.types.Row;
@@ -29,7 +30,7 @@ public class RecordBatcher extends KeyedBatcher {
     }
 
     @Override
-    protected Row batchOf(Object key, List<Row> records) {
+    protected Row batchOf(Object key, List<Row> records) throws IOException {
         Row first = records.get(0);
         return Row.of(key, Row.of(first.getField(0), first.getField(1), OutputSplitter.encode(records)));
     }
