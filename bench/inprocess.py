@@ -4,8 +4,12 @@
 scores, online model, delayed labels with an event-time watermark and timers, order anomaly
 scores, the shared per-segment drift learner, JSON out) through :class:`udfs.runner.LocalRunner`, minus what only Flink adds
 (serialization between operators and into state, network, bundles).
-``naive``: the same loop calling sklearn once per event (``predict_proba`` per interaction,
-``score_samples`` per order), as most PyFlink examples do.
+``naive``: the same loop with every model call made through sklearn, one event at a time, as most
+PyFlink examples do: the offline model's ``predict_proba`` per interaction, the order forest's
+``score_samples`` per order, and the per-customer online model an ``SGDClassifier`` asked
+``predict_proba`` per interaction and taught by ``partial_fit`` per label.
+``naive_scoring_only``: only the offline and anomaly models through sklearn, the online model
+livefit's own (what this baseline was until session 27; still reported next to it).
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ from typing import Any
 
 import numpy as np
 import orjson
+from sklearn.linear_model import SGDClassifier
 
 from livefit.gc_tuning import streaming_gc
 from livefit.workload import Workload
-from udfs.customer import CustomerLogic, encode_state
-from udfs.online import logit
+from udfs.customer import CustomerLogic, CustomerState, Outcome, encode_state
+from udfs.envelope import ChangeEvent
+from udfs.features import Product
+from udfs.online import logit, sigmoid
 from udfs.runner import LocalRunner
 from udfs.scoring import OfflineModel, OrderAnomalyModel
 
@@ -37,13 +44,52 @@ class SklearnAnomalyPerEvent(OrderAnomalyModel):
         return float(-self.estimator.score_samples(np.asarray([x], dtype=np.float64))[0])
 
 
-def naive_logic(logic: CustomerLogic) -> CustomerLogic:
-    """The same logic and models, each model called through sklearn one event at a time."""
+_CLASSES = np.array([0, 1])
+
+
+class SklearnOnlinePerEvent:
+    """The per-customer online model the common way: an sklearn ``SGDClassifier`` on the scaled
+    features and the offline logit, ``predict_proba`` per event and ``partial_fit`` per label (the
+    ~700 us per row PLATFORM.md measured). The same calls at the same moments as livefit's
+    residual (:class:`udfs.online.OnlineResidual`), so only their cost differs, not the work."""
+
+    __slots__ = ("clf", "n_updates")
+
+    def __init__(self) -> None:
+        self.clf = SGDClassifier(loss="log_loss", alpha=1e-3, random_state=0)
+        self.n_updates = 0
+
+    def predict_proba_one(self, x: Any, offline_logit: float) -> float:
+        if self.n_updates == 0:  # nothing learned yet: the offline model, as livefit serves it
+            return sigmoid(offline_logit)
+        return float(self.clf.predict_proba(np.append(x, offline_logit)[None, :])[0, 1])
+
+    def learn_one(self, x: Any, offline_logit: float, y: int, *_priors: float) -> float:
+        p = self.predict_proba_one(x, offline_logit)
+        self.clf.partial_fit(np.append(x, offline_logit)[None, :], [y], classes=_CLASSES)
+        self.n_updates += 1
+        return p
+
+
+class NaiveCustomerLogic(CustomerLogic):
+    """livefit's per-event logic with each customer's online model an :class:`SklearnOnlinePerEvent`."""
+
+    def on_event(self, state: CustomerState, ev: ChangeEvent, product: Product | None,
+                 now_ms: int | None = None, watermark_ms: int | None = None) -> Outcome:
+        if not isinstance(state.online, SklearnOnlinePerEvent):
+            state.online = SklearnOnlinePerEvent()  # type: ignore[assignment]
+        return super().on_event(state, ev, product, now_ms, watermark_ms)
+
+
+def naive_logic(logic: CustomerLogic, online_through_sklearn: bool = True) -> CustomerLogic:
+    """The same logic and models, each model called through sklearn one event at a time (with
+    ``online_through_sklearn`` False, the online model stays livefit's own)."""
     def per_event(m: Any, cls: type) -> Any:
         return None if m is None else cls(m.estimator, m.manifest)
-    return CustomerLogic(per_event(logic.model, SklearnPerEvent), logic.params,
-                         per_event(logic.cold_model, SklearnPerEvent),
-                         per_event(logic.anomaly_model, SklearnAnomalyPerEvent))
+    make = NaiveCustomerLogic if online_through_sklearn else CustomerLogic
+    return make(per_event(logic.model, SklearnPerEvent), logic.params,
+                per_event(logic.cold_model, SklearnPerEvent),
+                per_event(logic.anomaly_model, SklearnAnomalyPerEvent))
 
 
 def run_loop(workload: Workload, logic: CustomerLogic, out_of_orderness_ms: int,
@@ -75,7 +121,8 @@ def run_loop(workload: Workload, logic: CustomerLogic, out_of_orderness_ms: int,
                 break
         seconds = time.perf_counter() - t0
     customers = len(runner.states)
-    sizes = [len(encode_state(s)) for s in list(runner.states.values())[:2000]]
+    sizes = [len(encode_state(s)) for s in list(runner.states.values())[:2000]
+             if not isinstance(s.online, SklearnOnlinePerEvent)]  # livefit's layout only
     if max_interactions is None:  # the labels still pending at the end, as the job resolves them
         for out in runner.finish():  # (the end of time also expires every customer)
             labels += len(out.labels)

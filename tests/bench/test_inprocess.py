@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.inprocess import run_loop
+import numpy as np
+
+from bench.inprocess import SklearnOnlinePerEvent, naive_logic, run_loop
 from livefit.config import DataConfig, load_config
 from livefit.workload import build_workload
 from models.train import train_on_history
@@ -26,3 +28,30 @@ def test_every_interaction_gets_one_label_and_the_state_sizes_are_measured(tmp_p
     assert 0 < r["positives"] < r["labels"]
     assert r["customers"] > 0
     assert 0 < r["state_bytes_per_customer_mean"] <= min(2048, r["state_bytes_per_customer_max"])
+
+
+def test_the_naive_baseline_does_the_same_work_through_sklearn(tmp_path: Path):
+    """Same labels at the same moments as the limit; every model call through sklearn, the online
+    model learning by partial_fit."""
+    cfg = load_config(None, env={})
+    workload = build_workload(cfg, DataConfig(customers=40, products=30, history_days=15))
+    train_on_history(workload.history, workload.products, str(tmp_path), cfg.job.model_name,
+                     int(cfg.job.label_horizon_s * 1000), cfg.job.history_len, say=lambda m: None)
+    logic = CustomerLogic.for_serving(str(tmp_path), cfg.job.model_name, 0, cfg.job.anomaly_model_name,
+                                      cfg.job.scoring_params())
+    limit = run_loop(workload, logic, cfg.job.max_out_of_orderness_ms)
+    naive = run_loop(workload, naive_logic(logic), cfg.job.max_out_of_orderness_ms)
+    scoring_only = run_loop(workload, naive_logic(logic, online_through_sklearn=False),
+                            cfg.job.max_out_of_orderness_ms)
+    for r in (naive, scoring_only):
+        assert (r["interactions_scored"], r["orders_scored"], r["labels"], r["positives"]) == (
+            limit["interactions_scored"], limit["orders_scored"], limit["labels"], limit["positives"])
+
+
+def test_the_naive_online_model_starts_at_the_offline_model_and_learns_by_partial_fit():
+    m = SklearnOnlinePerEvent()
+    x = np.array([0.5, -1.0, 2.0])
+    assert m.predict_proba_one(x, offline_logit=0.0) == 0.5
+    assert m.learn_one(x, 0.0, 1) == 0.5  # p before the step
+    assert m.n_updates == 1
+    assert m.predict_proba_one(x, 0.0) > 0.5  # moved toward the positive it saw
