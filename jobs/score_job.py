@@ -80,7 +80,15 @@ from udfs.batch import (
     shard_of,
 )
 from udfs.control import ModelChoice, parse_control
-from udfs.customer import CustomerLogic, CustomerState, Outcome, ScoringParams, change_key, reapply
+from udfs.customer import (
+    Applied,
+    CustomerLogic,
+    CustomerState,
+    Outcome,
+    ScoringParams,
+    change_key,
+    reapply,
+)
 from udfs.drift import (
     DriftCorrection,
     Example,
@@ -108,6 +116,10 @@ from udfs.state_cache import CustomerStateCache
 # Flink's own default up to parallelism 85, pinned: the shards' keys are chosen for it
 # (ShardRouter.balancedKeys), and a savepoint restores only under the same value.
 MAX_PARALLELISM = 128
+# A customer's state is written to Flink state at the latest once this many changes and timers
+# have been applied to it since the last write: a roll-back replays them (see _roll_back), so
+# what is kept for that stays short (the raw changes, ~0.6 KB each).
+MAX_UNWRITTEN_STEPS = 8
 
 # Where livefit's packages (udfs, models, livefit, jobs) live: the repository, or site-packages.
 CODE_ROOT = Path(__file__).resolve().parent.parent
@@ -252,8 +264,13 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                  params: ScoringParams, topics: dict[str, str],
                  quality_window: int, metrics_every: int, shards: int, state_cache_customers: int,
                  drift_examples: bool, shard_keys: list[int],
-                 max_created_after_commit_ms: int = DEFAULT_MAX_CREATED_AFTER_COMMIT_MS):
+                 max_created_after_commit_ms: int = DEFAULT_MAX_CREATED_AFTER_COMMIT_MS,
+                 state_write_back: bool = True):
         self.shards = shards
+        # Changed customer states are written to Flink state at the shard's flush marker before
+        # each checkpoint barrier (MicroBatcher.java), not at the end of every call; False: every
+        # call writes the states it changed (the behaviour before session 27).
+        self.state_write_back = state_write_back
         # The operator is keyed by each shard's key (ShardRouter.balancedKeys), not its number.
         self.shard_of_key = {key: shard for shard, key in enumerate(shard_keys)}
         self.max_created_after_commit_ms = max_created_after_commit_ms
@@ -286,12 +303,18 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         # written since and one timer per shard, at its earliest due time. Not in a state of
         # their own: rewriting that on every batch was 7 % of the scoring thread at 1,000/s.
         # Decoded states stay in memory between batches (udfs.state_cache): this operator is the
-        # only writer of its shards' states, and every batch ends with them written to Flink.
+        # only writer of its shards' states. A changed one is written back to Flink state when
+        # its shard's flush marker arrives, which the JVM sends before every checkpoint barrier
+        # (so every change before a barrier is in the snapshot), or sooner when the customer has
+        # changed MAX_UNWRITTEN_STEPS times or too many customers wait (see _end_batch).
+        # Encoding and writing each changed state at the end of every call had been 9-12 % of
+        # the scoring thread: every interaction was written twice, scored and then learned.
         # Built anew in open(), so a restore never sees a decoded state from before it.
+        shards = self.shards
         self.states = CustomerStateCache(MapStateStore(
             runtime_context.get_map_state(
                 MapStateDescriptor("customers", Types.LONG(), Types.PICKLED_BYTE_ARRAY()))),
-            self.state_cache_customers)
+            self.state_cache_customers, shard_of=lambda cid: cid % shards)
         self.due = runtime_context.get_map_state(
             MapStateDescriptor("due", Types.LONG(), Types.PICKLED_BYTE_ARRAY()))
         self.due_store = MapStateStore(self.due)
@@ -337,9 +360,12 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         self.counts = BatchCounters(metrics, "labels_resolved", "orders_scored", "orders_anomalous",
                                     "events_parsed", "events_scored", "sgd_updates")
         self.last_latency_ms: int | None = None  # of the batch's newest score, set once per batch
-        # The batch's changes applied so far, per customer, with the product they saw: to rebuild
-        # a customer's state if a later change of theirs fails half-way (see _roll_back).
-        self.applied: dict[int, list[tuple[ChangeEvent, Product | None]]] = {}
+        # What was applied to each customer since their state was last written (raw change or
+        # timer, with the product, watermark, drift corrections and model it was applied with):
+        # to rebuild their state if a later change of theirs fails half-way (see _roll_back).
+        self.applied: dict[int, list[tuple[RawRecord | None, Product | None, int, dict[str, float],
+                                           OfflineModel]]] = {}
+        self.write_now: list[int] = []  # customers of the current call to write at its end
         self.examples: dict[str, list[Example]] = {}  # the call's labels, per segment, for the drift learner
         self.tombstones = metrics.counter("tombstones")
         self.dead = metrics.counter("events_dead_lettered")
@@ -381,10 +407,22 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         if outputs:
             yield encode_outputs(outputs)
 
-    def _end_batch(self) -> None:
-        """Once per batch or timer call: changed states to Flink state, counts to Flink metrics."""
-        self.states.flush()
-        self.applied.clear()
+    def _end_batch(self, shard: int, marker: bool = False) -> None:
+        """Once per batch, timer call or flush marker of ``shard`` (the current key): counts to
+        Flink metrics, and changed states of the shard to Flink state: all of them at the marker
+        (or in every call, without write-back), else those of customers changed
+        MAX_UNWRITTEN_STEPS times (what a roll-back replays stays short), and all of the shard's
+        while more customers than the state cache holds wait (memory stays bounded)."""
+        states = self.states
+        if marker or not self.state_write_back or states.changed > self.state_cache_customers:
+            written = states.flush(shard)
+        elif self.write_now:
+            written = states.flush(shard, only=self.write_now)
+        else:
+            written = []
+        for cid in written:
+            self.applied.pop(cid, None)
+        self.write_now.clear()
         self.counts.flush()
         if self.last_latency_ms is not None:
             self.score_latency.set(self.last_latency_ms)
@@ -424,7 +462,11 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
 
     def process_element(self, value: bytes, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):
         """One micro-batch: the raw changes of this shard's customers, in arrival order. What it
-        produces leaves Python as one element (split in the JVM: OutputSplitter.java)."""
+        produces leaves Python as one element (split in the JVM: OutputSplitter.java). An empty
+        batch is the shard's flush marker: a checkpoint barrier follows."""
+        if not value:
+            self._end_batch(self.shard_of_key[int(_current_key(ctx))], marker=True)
+            return ()
         return self._outputs(self._process_batch(value, ctx))
 
     def _process_batch(self, value: bytes, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext
@@ -444,8 +486,8 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             chosen = ctx.get_broadcast_state(MODEL_CHOICE).get("current")
             if chosen is not None:
                 self._use_model(chosen)
-            for segment, correction in ctx.get_broadcast_state(DRIFT).items():
-                self.logic.drift[segment] = correction.offset
+            self.logic.drift = {**self.logic.drift, **{
+                segment: correction.offset for segment, correction in ctx.get_broadcast_state(DRIFT).items()}}
         timers = ctx.timer_service()
         watermark = timers.current_watermark()
         due: dict[int, list[int]] = {}  # due time -> customers, registered once per batch
@@ -463,7 +505,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                     yield from self._release(shard, rec.event_ts_ms, products, watermark, due, timers)
                     held_from = self.held_from[shard]
             yield from self._apply(rec, raw, shard, products, watermark, due)
-        self._end_batch()
+        self._end_batch(shard)
         if hold:
             self.held_store.put_all(hold)
             first_held = min(key[0] for key, _ in hold.values())
@@ -559,13 +601,13 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             state = CustomerState() if known is None else known
             outcome = self.logic.on_event(state, value, product, watermark_ms=watermark)
         except Exception as exc:  # one bad event must not stop the job: dead-letter it, as read
-            self._roll_back(cid, watermark)  # maybe half-changed
+            self._roll_back(cid)  # maybe half-changed
             self.dead.inc()
             dl = DeadLetter(f"scoring failed: {type(exc).__name__}: {exc}"[:500],
                             raw[0], raw[1], raw[2], raw[4], raw[5])
             yield _dead_letter(self.deadletter_topic, dl)
             return
-        self.applied.setdefault(cid, []).append((value, product))
+        self._applied(cid, raw, product, watermark)
         if outcome.duplicate:
             self.duplicates.inc()
             if known is not None:
@@ -583,14 +625,25 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             due.setdefault(round_due(ts), []).append(cid)
         yield from self._emit(outcome)
 
-    def _roll_back(self, cid: int, watermark: int) -> None:
-        """The customer's state as it was before the change that failed: as last flushed, with
-        their earlier changes of this batch applied again."""
+    def _applied(self, cid: int, raw: RawRecord | None, product: Product | None, at_ms: int) -> None:
+        """Remember a change (``raw``) or a timer (None, at ``at_ms``) applied to the customer
+        since their state was last written, with what it was applied with."""
+        steps = self.applied.setdefault(cid, [])
+        steps.append((raw, product, at_ms, self.logic.drift, self.logic.model))
+        if len(steps) == MAX_UNWRITTEN_STEPS:
+            self.write_now.append(cid)
+
+    def _roll_back(self, cid: int) -> None:
+        """The customer's state as it was before the change that failed: as last written, with
+        what was applied to them since applied again."""
         self.states.forget(cid)
         done = self.applied.get(cid)
         if not done:
             return
-        state = reapply(self.logic, self.states.get(cid), done, watermark)
+        limit = self.max_created_after_commit_ms
+        steps = [Applied(None if raw is None else parse_record(*raw, max_created_after_commit_ms=limit),
+                         product, at_ms, drift, model) for raw, product, at_ms, drift, model in done]
+        state = reapply(self.logic, self.states.get(cid), steps)
         if state is None:
             self.states.remove(cid)
         else:
@@ -641,7 +694,9 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             return
         if isinstance(value, DriftCorrection):
             ctx.get_broadcast_state(DRIFT).put(value.segment, value)
-            self.logic.drift[value.segment] = value.offset
+            # A new dict, not changed in place: what a customer's changes were applied with
+            # stays as it was (self.applied keeps a reference for a roll-back).
+            self.logic.drift = {**self.logic.drift, value.segment: value.offset}
             self.drift_applied.inc()
 
     def on_timer(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext):
@@ -660,7 +715,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             due: dict[int, list[int]] = {}
             yield from self._release(shard, watermark, self.products.setdefault(shard, {}), watermark, due,
                                      timers)
-            self._end_batch()
+            self._end_batch(shard)
             self._schedule_due(shard, due, timers)
         schedule = self._schedule(shard)
         until = max(timestamp, watermark)
@@ -688,8 +743,10 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                 self.customers_expired.inc()
             elif outcome.learned:
                 self.states.put(cid, state)
+            if outcome.clear_state or outcome.learned:
+                self._applied(cid, None, None, t)
             yield from self._emit(outcome)
-        self._end_batch()
+        self._end_batch(shard)
 
 
 class LearnSegmentDrift(KeyedProcessFunction):
@@ -816,19 +873,20 @@ def _by_topic(stream: DataStream, topics: list[str], keep: bool, name: str) -> D
 
 
 def _keyed_in_jvm(stream: DataStream, j_key_assigner: Any, key_type: Any, value_type: Any,
-                  name: str, batch: tuple[Any, str, int, int] | None = None,
+                  name: str, batch: tuple[Any, ...] | None = None,
                   fan_out: bool = False) -> KeyedStream:
     """``stream`` keyed by a JVM map to Row(key, value), the shape PyFlink's key_by builds (see
     its DataStream.key_by), so the value reaches the keyed Python operator without a Python
     key-by stage in front of it; with ``fan_out`` the assigner is a flat map that may hand a
     value to several keys. With ``batch`` (a KeyedBatcher.java class, the step's name, max
-    records, max ms) the values of each key are first collected into batches, still in the JVM."""
+    records, max ms, and any further arguments of its ``apply``) the values of each key are first
+    collected into batches, still in the JVM."""
     j_stream = stream._j_data_stream
     j_with_key = j_stream.flatMap(j_key_assigner) if fan_out else j_stream.map(j_key_assigner)
     with_key = DataStream(j_with_key).name(name).uid(name)
     if batch is not None:
-        j_batcher, batch_name, max_records, max_ms = batch
-        batched = j_batcher.apply(with_key._j_data_stream, max_records, max_ms)
+        j_batcher, batch_name, max_records, max_ms, *more = batch
+        batched = j_batcher.apply(with_key._j_data_stream, max_records, max_ms, *more)
         with_key = DataStream(batched).name(batch_name).uid(batch_name)
     j_keyed = with_key._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(),
                                             Types.ROW([key_type]).get_java_type_info())
@@ -856,7 +914,8 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
                             jvm.livefit.flink.ShardRouter(j.shards, MAX_PARALLELISM), Types.LONG(),
                             Types.PRIMITIVE_ARRAY(Types.BYTE()), "shard-by-customer",
                             batch=(jvm.livefit.flink.MicroBatcher, "micro-batch",
-                                   cfg.flink.micro_batch_records, cfg.flink.micro_batch_ms),
+                                   cfg.flink.micro_batch_records, cfg.flink.micro_batch_ms,
+                                   j.shards, MAX_PARALLELISM),  # + a flush marker per shard
                             fan_out=True)
     params = j.scoring_params()
     shard_keys = list(jvm.livefit.flink.ShardRouter.balancedKeys(j.shards, MAX_PARALLELISM))
@@ -869,7 +928,7 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
                                      j.quality_window_labels, j.metrics_every_labels, j.shards,
                                      j.state_cache_customers, j.drift_publish_every_labels > 0,
                                      shard_keys,
-                                     j.max_created_after_commit_ms),
+                                     j.max_created_after_commit_ms, j.state_write_back),
                       output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
               # A new uid with each state layout (per customer; per shard; per shard with its
               # products; per balanced shard key): a savepoint of an earlier layout fails to
@@ -915,6 +974,10 @@ def flink_settings(cfg: Config, checkpoint_dir: str | None,
         "jobmanager.bind-host": "127.0.0.1",
         "taskmanager.bind-host": "127.0.0.1",
         "restart-strategy.type": "exponential-delay",
+        # Aligned barriers (Flink's default, stated because correctness depends on it): the
+        # scoring operator writes changed states at the flush markers that precede each barrier
+        # on its input (MicroBatcher.java); an unaligned barrier would overtake them.
+        "execution.checkpointing.unaligned.enabled": "false",
     }
     if f.restart_attempts > 0:
         out["restart-strategy.exponential-delay.attempts-before-reset-backoff"] = str(f.restart_attempts)

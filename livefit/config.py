@@ -116,6 +116,11 @@ class JobConfig:
     # Decoded customer states the scoring operator keeps in memory between micro-batches, per
     # subtask (udfs.state_cache; 0: decode every read). Flink state stays the record.
     state_cache_customers: int = 10_000
+    # Changed customer states are written to Flink state before each checkpoint barrier (a flush
+    # marker per shard), after a customer's 8th change or timer since the last write, and
+    # whenever more than state_cache_customers are waiting; false: at the end of every batch
+    # and timer call, as before session 27 (job / limit 0.46 -> see the README's performance).
+    state_write_back: bool = True
     checkpoint_interval_ms: int = 10_000
     # An interaction is a positive example if the customer orders that product within this many
     # seconds of event time after it; a negative one when the horizon passes without an order.

@@ -15,6 +15,7 @@ import hashlib
 import pickle
 import time
 from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,18 +148,41 @@ def decode_state(blob: bytes | CustomerState) -> CustomerState:
         expiry_timer_ms=expiry, positives=pos, negatives=neg, expired=expired)
 
 
-def reapply(logic: CustomerLogic, state: CustomerState | None,
-            changes: list[tuple[ChangeEvent, Product | None]],
-            watermark_ms: int | None = None) -> CustomerState | None:
-    """``state`` (None: the customer has none) after ``changes`` are applied again, in order, as
-    they were (same product attributes, same watermark), their outputs discarded: how a job
-    rebuilds a customer's state when a later change of the same batch failed half-way. The logic
-    is deterministic in these inputs, so the result equals the state before the failure.
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """One thing applied to a customer's state since it was last written, with what it was
+    applied with: a change (the product as it was, the watermark) or, with ``change`` None, the
+    timer at ``at_ms``; the shared drift corrections and the offline model then served."""
+
+    change: ChangeEvent | None
+    product: Product | None
+    at_ms: int | None  # a change: the watermark it was applied under; a timer: its time
+    drift: dict[str, float]
+    model: OfflineModel
+
+
+def reapply(logic: CustomerLogic, state: CustomerState | None, steps: Iterable[Applied]
+            ) -> CustomerState | None:
+    """``state`` (None: the customer has none) after ``steps`` are applied again, in order, as
+    they were (same products, watermarks, drift corrections and model), their outputs discarded:
+    how a job rebuilds a customer's state when a later change failed half-way. The logic is
+    deterministic in these inputs, so the result equals the state before the failure.
     """
-    for change, product in changes:
-        current = state if state is not None else CustomerState()
-        out = logic.on_event(current, change, product, watermark_ms=watermark_ms)
-        state = None if out.clear_state else current
+    serving = logic.drift, logic.model
+    try:
+        for step in steps:
+            logic.drift, logic.model = step.drift, step.model
+            if step.change is None:  # a timer: only a customer with a state has one
+                if state is None:
+                    continue
+                out = logic.on_timer(state, step.at_ms or 0)
+                current = state
+            else:
+                current = state if state is not None else CustomerState()
+                out = logic.on_event(current, step.change, step.product, watermark_ms=step.at_ms)
+            state = None if out.clear_state else current
+    finally:
+        logic.drift, logic.model = serving
     return state
 
 

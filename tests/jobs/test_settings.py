@@ -24,6 +24,12 @@ def test_hashmap_backend_has_no_rocksdb_settings() -> None:
     assert not any(k.startswith("state.backend.rocksdb.") for k in s)
 
 
+def test_checkpoint_barriers_stay_aligned_behind_the_flush_markers() -> None:
+    """The scoring operator writes changed states at the flush markers before each barrier
+    (MicroBatcher.java): an unaligned barrier would overtake them and snapshot stale states."""
+    assert _settings({})["execution.checkpointing.unaligned.enabled"] == "false"
+
+
 def test_rocksdb_reads_customers_through_bloom_filters_and_partitioned_indexes() -> None:
     s = _settings({"LIVEFIT_FLINK__STATE_BACKEND": "rocksdb"})
     assert s["state.backend.type"] == "rocksdb"

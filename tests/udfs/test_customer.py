@@ -9,6 +9,7 @@ import pytest
 
 from tests.helpers import event, interaction, offline_model, order
 from udfs.customer import (
+    Applied,
     CustomerLogic,
     CustomerState,
     ScoringParams,
@@ -297,35 +298,47 @@ def test_state_from_format_1_restores_with_no_shared_offset(logic):
 
 
 def test_a_failed_change_is_rolled_back_to_the_state_after_the_last_good_one(logic):
-    """What the job does when a change fails half-way in a batch: the state as last flushed,
-    with the customer's earlier changes of the batch applied again (udfs.customer.reapply)."""
+    """What the job does when a change fails half-way: the state as last written, with the
+    customer's changes and timers since then applied again (udfs.customer.reapply), each with
+    the drift corrections and model it was applied with."""
     from udfs.state_cache import CustomerStateCache, MemoryStore
 
     cache = CustomerStateCache(MemoryStore(), capacity=10)
     before = [(interaction(1, 1_000), SHOE), (order(2, 2_000), SHOE)]
-    for ev, product in before:  # an earlier batch, flushed
+    for ev, product in before:  # earlier changes, written
         state = cache.get(7) or CustomerState()
         logic.on_event(state, ev, product, watermark_ms=0)
         cache.put(7, state)
     cache.flush()
-    batch = [(interaction(3, 3_000, product_id=2, kind="click"), BAG), (interaction(1, 1_000), SHOE),
-             (event("customers", "d", 7, 3_500), None), (interaction(4, 4_000), SHOE),
-             (order(5, 4_500), SHOE)]
+    since = [(interaction(3, 3_000, product_id=2, kind="click"), BAG), (interaction(1, 1_000), SHOE),
+             (None, 200_000), (event("customers", "d", 7, 3_500), None), (interaction(4, 4_000), SHOE),
+             (None, 130_000), (order(5, 4_500), SHOE), (interaction(6, 5_000), SHOE)]
     def keep(state: CustomerState | None) -> None:
         if state is None:
             cache.remove(7)
         else:
             cache.put(7, state)
 
-    applied = []
-    for ev, product in batch:
-        state = cache.get(7) or CustomerState()
-        out = logic.on_event(state, ev, product, watermark_ms=500)
-        applied.append((ev, product))
+    applied: list[Applied] = []
+    for i, (ev, product) in enumerate(since):
+        logic.drift = {"unknown": 0.1 * i}  # a correction arrived between changes
+        state = cache.get(7)
+        if ev is None:  # the customer's label timer
+            if state is None:
+                continue
+            out = logic.on_timer(state, product)
+            applied.append(Applied(None, None, product, logic.drift, logic.model))
+        else:
+            state = state or CustomerState()
+            out = logic.on_event(state, ev, product, watermark_ms=500)
+            applied.append(Applied(ev, product, 500, logic.drift, logic.model))
         keep(None if out.clear_state else state)
         expected = None if out.clear_state else encode_state(state)  # after the last good change
-        state.positives += 100  # the next change fails half-way
+        if state is not None:
+            state.positives += 100  # the next change fails half-way
+        logic.drift = {"unknown": -1.0}  # what is served now must not leak into the rebuild
         cache.forget(7)
-        rebuilt = reapply(logic, cache.get(7), applied, watermark_ms=500)
+        rebuilt = reapply(logic, cache.get(7), applied)
+        assert logic.drift == {"unknown": -1.0}
         assert (None if rebuilt is None else encode_state(rebuilt)) == expected
         keep(rebuilt)

@@ -83,7 +83,7 @@ def test_the_store_is_written_once_per_customer_per_flush():
         state.positives += 1
         cache.put(1, state)
     assert writes == []  # nothing written before the batch ends
-    assert cache.flush() == 1
+    assert cache.flush() == [1]
     assert writes == [1]
 
 
@@ -101,3 +101,51 @@ def test_least_recently_used_states_are_dropped_first():
 def test_a_negative_capacity_is_refused():
     with pytest.raises(ValueError, match="capacity"):
         CustomerStateCache(MemoryStore(), -1)
+
+
+class ShardedStore:
+    """One MemoryStore per shard, written only under the current shard, like a Flink map state
+    under the current key."""
+
+    def __init__(self) -> None:
+        self.shards: dict[int, MemoryStore] = {}
+        self.current = 0
+
+    def _store(self) -> MemoryStore:
+        return self.shards.setdefault(self.current, MemoryStore())
+
+    def get(self, key: int) -> bytes | None:
+        return self._store().get(key)
+
+    def put_all(self, entries: dict[int, bytes]) -> None:
+        self._store().put_all(entries)
+
+    def remove(self, key: int) -> None:
+        self._store().remove(key)
+
+
+def test_a_shard_flush_writes_only_that_shards_customers_under_its_key():
+    store = ShardedStore()
+    cache = CustomerStateCache(store, capacity=10, shard_of=lambda cid: cid % 2)
+    for cid in (1, 2, 3, 4):
+        cache.put(cid, CustomerState(positives=cid))
+    assert (cache.changed, cache.changed_in(0), cache.changed_in(1)) == (4, 2, 2)
+    store.current = 1
+    assert sorted(cache.flush(1)) == [1, 3]
+    assert sorted(store.shards[1]) == [1, 3] and 0 not in store.shards
+    assert cache.changed == 2
+    store.current = 0
+    assert cache.flush(0, only=[4]) == [4]  # one customer of the shard, the other still waits
+    assert sorted(store.shards[0]) == [4] and cache.changed_in(0) == 1
+
+
+def test_a_changed_state_is_never_evicted_before_it_is_written():
+    store = MemoryStore()
+    cache = CustomerStateCache(store, capacity=1, shard_of=lambda cid: cid % 2)
+    for cid in (1, 2, 3):
+        cache.put(cid, CustomerState(positives=cid))
+    cache.flush(0)  # writes customer 2; 1 and 3 are changed and stay, over capacity
+    assert [cache.get(c).positives for c in (1, 3)] == [1, 3]  # type: ignore[union-attr]
+    assert 1 not in store and 3 not in store
+    cache.flush(1)
+    assert len(cache) == 1 and decode_state(store[3]).positives == 3

@@ -24,7 +24,8 @@ import org.apache.flink.types.Row;
  * <p>Nothing is held across a watermark or a checkpoint: every buffer is flushed before a
  * watermark is forwarded (so no record is overtaken by a watermark and no event-time timer fires
  * early), before the checkpoint barrier ({@code prepareSnapshotPreBarrier}: the buffers need no
- * state, so a restore loses nothing) and at end of input. Order within a key is kept.
+ * state, so a restore loses nothing) and at end of input. Order within a key is kept. A subclass
+ * may hand on more before each barrier and at end of input ({@link #beforeBarrier}).
  */
 public abstract class KeyedBatcher extends AbstractStreamOperator<Row>
         implements OneInputStreamOperator<Row, Row>, ProcessingTimeCallback {
@@ -88,12 +89,18 @@ public abstract class KeyedBatcher extends AbstractStreamOperator<Row>
     @Override
     public void prepareSnapshotPreBarrier(long checkpointId) throws Exception {
         flush();
+        beforeBarrier();
         super.prepareSnapshotPreBarrier(checkpointId);
     }
+
+    /** Called before each checkpoint barrier, after the buffers are flushed: what a subclass must
+     * hand on before every barrier (nothing by default). */
+    protected void beforeBarrier() throws IOException {}
 
     @Override
     public void finish() throws Exception {
         flush();
+        beforeBarrier(); // the end of input: nothing may stay unwritten downstream either
         super.finish();
     }
 

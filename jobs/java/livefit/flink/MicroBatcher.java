@@ -8,6 +8,7 @@ import java.util.List;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.streaming.api.datastream.DataStream;
+import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 import org.apache.flink.types.Row;
 
 /**
@@ -15,6 +16,13 @@ import org.apache.flink.types.Row;
  * most {@code maxDelayMs} or {@code maxRecords} records (see {@link KeyedBatcher}), handed on as
  * one element. The batch is one byte array in a simple framing ({@link #encode}; decoded by
  * udfs/batch.py), not an array of rows, so nothing is converted field by field on the way in.
+ *
+ * <p>Before every checkpoint barrier it also hands every shard key an empty batch, the shard's
+ * flush marker: the scoring operator keeps changed customer states in memory and writes a
+ * shard's into Flink state when its marker arrives, which can only be done while that shard is
+ * the current key. Channels are FIFO and the barrier follows the markers on each, so with
+ * aligned checkpoints (the job never enables unaligned ones) every change applied before the
+ * barrier is in Flink state when the operator snapshots it.
  */
 public class MicroBatcher extends KeyedBatcher {
     private static final long serialVersionUID = 1L;
@@ -22,14 +30,32 @@ public class MicroBatcher extends KeyedBatcher {
     public static final TypeInformation<Row> PRODUCED_TYPE =
             Types.ROW(Types.LONG, Types.PRIMITIVE_ARRAY(Types.BYTE));
 
-    public MicroBatcher(int maxRecords, long maxDelayMs) {
+    private static final byte[] FLUSH_MARKER = new byte[0];
+
+    private final long[] shardKeys;
+
+    public MicroBatcher(int maxRecords, long maxDelayMs, long[] shardKeys) {
         super(maxRecords, maxDelayMs);
+        this.shardKeys = shardKeys.clone();
     }
 
-    /** {@code keyed} (Row(shard, raw record)) in micro-batches, chained to the operator before it. */
-    public static DataStream<Row> apply(DataStream<Row> keyed, int maxRecords, long maxDelayMs) {
+    /**
+     * {@code keyed} (Row(shard, raw record)) in micro-batches, chained to the operator before it,
+     * with a flush marker for each of {@code shards} shards (their {@link
+     * ShardRouter#balancedKeys}) before every barrier.
+     */
+    public static DataStream<Row> apply(DataStream<Row> keyed, int maxRecords, long maxDelayMs,
+                                        int shards, int maxParallelism) {
         // A plain operator gets Flink's default chaining (ALWAYS): it runs in the source's thread.
-        return keyed.transform("micro-batch", PRODUCED_TYPE, new MicroBatcher(maxRecords, maxDelayMs));
+        return keyed.transform("micro-batch", PRODUCED_TYPE, new MicroBatcher(
+                maxRecords, maxDelayMs, ShardRouter.balancedKeys(shards, maxParallelism)));
+    }
+
+    @Override
+    protected void beforeBarrier() {
+        for (long key : shardKeys) {
+            output.collect(new StreamRecord<>(Row.of(key, FLUSH_MARKER)));
+        }
     }
 
     @Override
