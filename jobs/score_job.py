@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -310,11 +311,10 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         # Encoding and writing each changed state at the end of every call had been 9-12 % of
         # the scoring thread: every interaction was written twice, scored and then learned.
         # Built anew in open(), so a restore never sees a decoded state from before it.
-        shards = self.shards
         self.states = CustomerStateCache(MapStateStore(
             runtime_context.get_map_state(
                 MapStateDescriptor("customers", Types.LONG(), Types.PICKLED_BYTE_ARRAY()))),
-            self.state_cache_customers, shard_of=lambda cid: cid % shards)
+            self.state_cache_customers, shard_of=partial(shard_of, shards=self.shards))
         self.due = runtime_context.get_map_state(
             MapStateDescriptor("due", Types.LONG(), Types.PICKLED_BYTE_ARRAY()))
         self.due_store = MapStateStore(self.due)
