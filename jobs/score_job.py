@@ -121,6 +121,9 @@ MAX_PARALLELISM = 128
 # have been applied to it since the last write: a roll-back replays them (see _roll_back), so
 # what is kept for that stays short (the raw changes, ~0.6 KB each).
 MAX_UNWRITTEN_STEPS = 8
+# A shard's due schedule is written to its "due" map with the customer states; also once this
+# many of its entries wait, so that without checkpoints what waits stays bounded.
+MAX_UNWRITTEN_DUE_ENTRIES = 4096
 
 # Where livefit's packages (udfs, models, livefit, jobs) live: the repository, or site-packages.
 CODE_ROOT = Path(__file__).resolve().parent.parent
@@ -266,7 +269,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                  quality_window: int, metrics_every: int, shards: int, state_cache_customers: int,
                  drift_examples: bool, shard_keys: list[int],
                  max_created_after_commit_ms: int = DEFAULT_MAX_CREATED_AFTER_COMMIT_MS,
-                 state_write_back: bool = True):
+                 state_write_back: bool = True, metrics_min_interval_ms: int = 0):
         self.shards = shards
         # Changed customer states are written to Flink state at the shard's flush marker before
         # each checkpoint barrier (MicroBatcher.java), not at the end of every call; False: every
@@ -288,6 +291,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         self.metrics_topic = topics["metrics"]
         self.quality_window = quality_window
         self.metrics_every = metrics_every
+        self.metrics_min_interval_ms = metrics_min_interval_ms
 
     def open(self, runtime_context: RuntimeContext) -> None:
         # No Flink state TTL: inactive customers expire by an event-time timer the logic asks
@@ -301,8 +305,9 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         # Keyed by shard: each customer's state is an entry of the shard's map; "due" says which
         # customers have labels or an expiry due when (udfs.batch); its keys, sorted, stay in
         # memory (DueSchedule), read from the map once per shard after open(), with the entries
-        # written since and one timer per shard, at its earliest due time. Not in a state of
-        # their own: rewriting that on every batch was 7 % of the scoring thread at 1,000/s.
+        # added since and one timer per shard, at its earliest due time; the map is written
+        # when the customer states are (_write_due). Not in a state of their own: rewriting
+        # that on every batch was 7 % of the scoring thread at 1,000/s.
         # Decoded states stay in memory between batches (udfs.state_cache): this operator is the
         # only writer of its shards' states. A changed one is written back to Flink state when
         # its shard's flush marker arrives, which the JVM sends before every checkpoint barrier
@@ -352,8 +357,10 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         self.customers = metrics.counter("customers_tracked")  # up on a new customer, down when gone
         # Rolling quality over the last labels this subtask resolved, of the offline model alone
         # and of offline + online, as metrics (x1000: some reporters read integers) and, every
-        # metrics_every labels, as a record on the metrics topic.
+        # metrics_every labels (at most once per metrics_min_interval_ms), as a record on the
+        # metrics topic.
         self.quality = RollingQuality(self.quality_window)
+        self.quality_published_ms = -(2**63)
         stats = {"logloss": "log_loss", "auc": "roc_auc", "calibration_error": "calibration_error"}
         self.quality_metrics = {(m, stat): ValueMetric(metrics, f"{name}_{m}_x1000")
                                 for m in ("offline", "online") for name, stat in stats.items()}
@@ -416,6 +423,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         states = self.states
         if marker or not self.state_write_back or states.changed > self.state_cache_customers:
             written = states.flush(shard)
+            self._write_due(shard)
         elif self.write_now:
             written = states.flush(shard, only=self.write_now)
         else:
@@ -433,11 +441,14 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         self.quality.add("offline", sigmoid(label["offline_logit"]), y)
         self.quality.add("online", label["p_online"], y)
         if self.quality.seen["online"] % self.metrics_every == 0:
+            now_ms = int(time.time() * 1000)
+            if now_ms - self.quality_published_ms < self.metrics_min_interval_ms:
+                return
+            self.quality_published_ms = now_ms
             summary = self.quality.summary()
             for (m, stat), metric in self.quality_metrics.items():
                 metric.set(int((summary.get(m, {}).get(stat) or 0.0) * 1000))
-            record = metrics_record(summary, self.subtask, label["model"],
-                                    int(time.time() * 1000))
+            record = metrics_record(summary, self.subtask, label["model"], now_ms)
             yield (self.metrics_topic, f"subtask-{self.subtask}".encode(), orjson.dumps(record))
 
     def _use_model(self, choice: ModelChoice) -> bool:
@@ -583,7 +594,8 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         schedule = self._schedule(shard)  # read from the map before these entries
         for t, customers in due.items():
             schedule.add(t, customers, self.due.get)
-        self.due_store.put_all(schedule.writes())
+        if not self.state_write_back or schedule.pending() > MAX_UNWRITTEN_DUE_ENTRIES:
+            self._write_due(shard)
         first = schedule.next_timer()
         if first is not None:
             timers.register_event_time_timer(first)
@@ -661,6 +673,19 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                 "the CDC topics")
         self.shards_checked.add(shard)
 
+    def _write_due(self, shard: int) -> None:
+        """The shard's due schedule, as changed since last written, to its "due" map (the
+        current key is the shard): with its customers' states, so a snapshot has both as of the
+        same change (written entry by entry after every call, it had been ~2 % of the thread)."""
+        schedule = self.schedules.get(shard)
+        if schedule is None:
+            return
+        puts, removes = schedule.changes()
+        if puts:
+            self.due_store.put_all(puts)
+        for key in removes:
+            self.due.remove(key)
+
     def _schedule(self, shard: int) -> DueSchedule:
         schedule = self.schedules.get(shard)
         if schedule is None:
@@ -726,7 +751,6 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             t = due_time_of(key)
             for cid in schedule.take(key, self.due.get):
                 latest[cid] = t
-            self.due.remove(key)
         first = schedule.next_timer()  # the shard's one timer, moved on to its next due time
         if first is not None:
             timers.register_event_time_timer(first)
@@ -928,7 +952,8 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
                                      j.quality_window_labels, j.metrics_every_labels, j.shards,
                                      j.state_cache_customers, j.drift_publish_every_labels > 0,
                                      shard_keys,
-                                     j.max_created_after_commit_ms, j.state_write_back),
+                                     j.max_created_after_commit_ms, j.state_write_back,
+                                     j.metrics_min_interval_ms),
                       output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
               # A new uid with each state layout (per customer; per shard; per shard with its
               # products; per balanced shard key): a savepoint of an earlier layout fails to

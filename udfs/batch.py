@@ -46,43 +46,65 @@ _LEN = struct.Struct(">i")
 DUE_GRANULARITY_MS = 1_000
 
 
+_NULL_FIELD = _LEN.pack(-1)
+_topic_headers: dict[str, bytes] = {}  # topic -> its length and UTF-8 bytes: the job has a handful
+
+
+def _topic_header(topic: str) -> bytes:
+    header = _topic_headers.get(topic)
+    if header is None:
+        t = topic.encode()
+        header = _TOPIC_LEN.pack(len(t)) + t
+        if len(_topic_headers) < 64:
+            _topic_headers[topic] = header
+    return header
+
+
 def _encode(records: Iterable[tuple[Any, ...]], coords: bool) -> bytes:
     """Per record: topic, with ``coords`` (partition, offset, timestamp), then key and value."""
     parts: list[bytes] = []
+    append = parts.append
     for record in records:
-        t = record[0].encode()
-        parts += [_TOPIC_LEN.pack(len(t)), t]
+        append(_topic_header(record[0]))
         if coords:
-            parts.append(_COORDS.pack(*record[1:4]))
+            append(_COORDS.pack(*record[1:4]))
         for field in record[-2:]:
-            parts.append(_LEN.pack(-1) if field is None else _LEN.pack(len(field)) + field)
+            if field is None:
+                append(_NULL_FIELD)
+            else:
+                append(_LEN.pack(len(field)))
+                append(field)
     return b"".join(parts)
 
 
 def _decode(blob: bytes, coords: bool) -> list[tuple[Any, ...]]:
     """What :func:`_encode` wrote; a truncated ``blob`` raises ValueError."""
+    if not isinstance(blob, bytes):
+        blob = bytes(blob)
     out: list[tuple[Any, ...]] = []
-    view = memoryview(blob)
+    append = out.append
+    topic_len, field_len, coords_of = _TOPIC_LEN.unpack_from, _LEN.unpack_from, _COORDS.unpack_from
     pos, end = 0, len(blob)
+    fields: list[bytes | None] = [None, None]
     try:
         while pos < end:
-            (n,) = _TOPIC_LEN.unpack_from(view, pos)
-            record: list[Any] = [str(view[pos + 2:pos + 2 + n], "utf-8")]
+            (n,) = topic_len(blob, pos)
+            topic = blob[pos + 2:pos + 2 + n].decode()
             pos += 2 + n
             if coords:
-                record += _COORDS.unpack_from(view, pos)
-                pos += _COORDS.size
-            for _ in range(2):
-                (n,) = _LEN.unpack_from(view, pos)
+                at = coords_of(blob, pos)
+                pos += 20
+            for i in (0, 1):
+                (n,) = field_len(blob, pos)
                 pos += 4
                 if n < 0:
-                    record.append(None)
+                    fields[i] = None
                 else:
                     if pos + n > end:
                         raise ValueError("field runs past the end")
-                    record.append(bytes(view[pos:pos + n]))
+                    fields[i] = blob[pos:pos + n]
                     pos += n
-            out.append(tuple(record))
+            append((topic, *at, *fields) if coords else (topic, *fields))
     except struct.error as exc:
         raise ValueError(f"truncated at byte {pos} of {end}: {exc}") from exc
     return out
@@ -183,17 +205,19 @@ class DueSchedule:
     then kept up to date beside it. It also says which entry a batch's customers go to.
 
     Beside the keys it keeps what it needs so that no JVM call is made per due time: the
-    customers of every entry written since open() (restored entries are read once, when first
-    needed, through ``read``), the entries a batch changed (:meth:`writes`: one ``putAll``), and
-    the one event-time timer the shard needs (:meth:`next_timer`): a timer at the earliest due
-    time, moved on when it fires, instead of one timer per due time (in a catch-up, event time
-    runs ~10^5 times faster than wall time and nearly every label has a due time of its own: a
-    get, a put, a register, a delete and a remove per label were a fifth of the scoring thread).
+    customers of every entry added since open() (restored entries are read once, when first
+    needed, through ``read``), what changed in the map since it was last written
+    (:meth:`changes`: the caller writes it with one ``putAll`` and a remove per entry taken, when
+    it chooses: the job at each checkpoint's flush marker), and the one event-time timer the
+    shard needs (:meth:`next_timer`): a timer at the earliest due time, moved on when it fires,
+    instead of one timer per due time (in a catch-up, event time runs ~10^5 times faster than
+    wall time and nearly every label has a due time of its own: a get, a put, a register, a
+    delete and a remove per label were a fifth of the scoring thread).
 
     >>> schedule, store = DueSchedule.of([]), {}
     >>> schedule.add(5_000, [7, 8], store.get); schedule.add(2_000, [9], store.get)
-    >>> store.update(schedule.writes()); sorted(store), schedule.writes()
-    ([2000, 5000], {})
+    >>> apply_changes(schedule, store); sorted(store), schedule.changes()
+    ([2000, 5000], ({}, []))
     >>> schedule.next_timer(), schedule.next_timer()  # the second call: already registered
     (2000, None)
     >>> [(key, schedule.take(key, store.get)) for key in schedule.pop_until(4_999)]
@@ -202,15 +226,19 @@ class DueSchedule:
     5000
     """
 
-    __slots__ = ("keys", "open", "held", "dirty", "timer")
+    __slots__ = ("keys", "open", "held", "dirty", "gone", "stored", "timer")
 
     def __init__(self, keys: list[int]):
         self.keys = keys
         # due time -> (key, customers added) of the chunk batches append to. Empty after a
         # restore: the first batch then opens a new chunk after the restored ones.
         self.open: dict[int, tuple[int, int]] = {}
-        self.held: dict[int, array] = {}  # key -> its customers (int64), as last written
-        self.dirty: set[int] = set()  # keys changed since the last writes()
+        # key -> its customers, added since open(): a list while the entry is new (an array per
+        # label's due time cost ~15 % of adding), packed into an int64 array when written.
+        self.held: dict[int, list[int] | array] = {}
+        self.dirty: set[int] = set()  # keys to write at the next changes()
+        self.gone: set[int] = set()  # keys taken that the map still holds: to remove
+        self.stored: set[int] = set(keys)  # the keys the map holds, as of the last changes()
         # The earliest timer this schedule registered that has not fired (None: none known; after
         # a restore the restored timers still cover the restored entries, see next_timer).
         self.timer: int | None = None
@@ -241,18 +269,42 @@ class DueSchedule:
     def add(self, due_ms: int, customer_ids: list[int], read: Callable[[int], bytes | None]) -> None:
         """``customer_ids`` are due at ``due_ms``; ``read(key)`` is the map's value of a restored
         entry (called at most once per entry)."""
-        key, append = self.chunk_for(due_ms, len(customer_ids))
+        n = len(customer_ids)
+        opened = self.open.get(due_ms)
+        if opened is not None and opened[1] + n <= CHUNK_CUSTOMERS and opened[0] in self.held:
+            # the common case, once per label in a catch-up: chunk_for's first branch, inlined
+            key = opened[0]
+            self.open[due_ms] = (key, opened[1] + n)
+            self.held[key].extend(customer_ids)
+            self.dirty.add(key)
+            return
+        key, append = self.chunk_for(due_ms, n)
         held = self.held.get(key)
         if held is None:
-            held = self.held[key] = array("q", (read(key) or b"") if append else b"")
+            held = self.held[key] = array("q", read(key) or b"").tolist() if append else []
         held.extend(customer_ids)
         self.dirty.add(key)
+        self.gone.discard(key)  # taken and opened again since the map was written: rewritten
 
-    def writes(self) -> dict[int, bytes]:
-        """The entries changed since the last call, as the map's values."""
-        out = {key: self.held[key].tobytes() for key in self.dirty}
+    def changes(self) -> tuple[dict[int, bytes], list[int]]:
+        """What the map needs since the last call: the entries to write (as its values) and the
+        keys to remove. An entry added and taken in between needs neither."""
+        held, puts = self.held, {}
+        for key in self.dirty:
+            packed = held[key]
+            if isinstance(packed, list):
+                packed = held[key] = array("q", packed)
+            puts[key] = packed.tobytes()
+        removes = list(self.gone)
+        self.stored.update(self.dirty)
+        self.stored.difference_update(self.gone)
         self.dirty.clear()
-        return out
+        self.gone.clear()
+        return puts, removes
+
+    def pending(self) -> int:
+        """How many entries :meth:`changes` would write or remove."""
+        return len(self.dirty) + len(self.gone)
 
     def pop_until(self, until_ms: int) -> list[int]:
         """Take out and return the keys whose due time is <= ``until_ms``, in order."""
@@ -266,6 +318,8 @@ class DueSchedule:
         """The customers of a popped entry, each once, in the order they were added."""
         held = self.held.pop(key, None)
         self.dirty.discard(key)
+        if key in self.stored:
+            self.gone.add(key)
         return decode_customers(read(key) if held is None else held)
 
     def fired(self, until_ms: int) -> None:
@@ -287,9 +341,17 @@ class DueSchedule:
         return first
 
 
-def decode_customers(blob: bytes | array | None) -> list[int]:
+def apply_changes(schedule: DueSchedule, store: dict[int, bytes]) -> None:
+    """:meth:`DueSchedule.changes` written to a dict standing for the map (tests and tools)."""
+    puts, removes = schedule.changes()
+    store.update(puts)
+    for key in removes:
+        del store[key]
+
+
+def decode_customers(blob: bytes | list[int] | array | None) -> list[int]:
     """The customers due at one time (a "due" map value, or held in memory), each once, in the
     order they were added."""
     if not blob:
         return []
-    return list(dict.fromkeys((blob if isinstance(blob, array) else array("q", blob)).tolist()))
+    return list(dict.fromkeys(array("q", blob).tolist() if isinstance(blob, bytes) else blob))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array import array
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,6 +13,7 @@ from udfs.batch import (
     DUE_CHUNKS,
     DUE_GRANULARITY_MS,
     DueSchedule,
+    apply_changes,
     decode_batch,
     decode_customers,
     decode_outputs,
@@ -63,7 +66,7 @@ def _add_batches(schedule: DueSchedule, store: dict[int, bytes], batches: list[d
         for seconds, n in batch.items():
             schedule.add(seconds * DUE_GRANULARITY_MS, list(range(next_id, next_id + n)), store.get)
             next_id += n
-        store.update(schedule.writes())
+        apply_changes(schedule, store)
     return next_id
 
 
@@ -99,6 +102,26 @@ def test_the_schedule_hands_out_every_due_customer_once_in_order(before, after, 
     # entries written since open() come from memory; only restored ones are read from the map
     assert set(reads) <= (restored_keys if restored else set())
     assert schedule.pop_until(until) == []
+    apply_changes(schedule, store)  # the entries taken leave the map when it is next written
+    assert sorted(store) == schedule.keys
+
+
+def test_the_map_is_written_when_asked_and_only_with_what_it_must_hold():
+    schedule, store = DueSchedule.of([3_000]), {3_000: array("q", [5]).tobytes()}  # restored
+    schedule.add(7_000, [1], store.get)
+    schedule.add(8_000, [2], store.get)
+    assert store.keys() == {3_000} and schedule.pending() == 2  # nothing written yet
+    assert [schedule.take(k, store.get) for k in schedule.pop_until(7_000)] == [[5], [1]]
+    puts, removes = schedule.changes()
+    assert puts == {8_000: array("q", [2]).tobytes()}  # 7,000 came and went: never written
+    assert removes == [3_000]  # the restored entry, taken
+    assert schedule.changes() == ({}, []) and schedule.pending() == 0
+    store.update(puts)
+    del store[3_000]
+    # taken after it was written, then due again under the same key: written, not removed
+    assert schedule.take(schedule.pop_until(8_000)[0], store.get) == [2]
+    schedule.add(8_000, [4], store.get)
+    assert schedule.changes() == ({8_000: array("q", [4]).tobytes()}, [])
 
 
 def test_a_shard_has_one_timer_at_its_earliest_due_time():
@@ -109,7 +132,7 @@ def test_a_shard_has_one_timer_at_its_earliest_due_time():
     assert schedule.next_timer() is None  # 9,000 fires first and moves it on
     schedule.add(4_000, [3], store.get)
     assert schedule.next_timer() == 4_000  # earlier than the one registered
-    store.update(schedule.writes())
+    apply_changes(schedule, store)
     assert [schedule.take(k, store.get) for k in schedule.pop_until(4_000)] == [[3]]
     schedule.fired(4_000)
     assert schedule.next_timer() == 9_000  # registered again: Flink keeps one per time
@@ -135,9 +158,9 @@ def test_a_due_time_with_every_chunk_used_grows_its_last_chunk():
 def test_customers_due_at_one_time_come_back_once_each_in_order():
     schedule, store = DueSchedule.of([]), {}
     schedule.add(7_000, [7, 3], store.get)
-    store.update(schedule.writes())
+    apply_changes(schedule, store)
     schedule.add(7_000, [7, 9, -2], store.get)
-    store.update(schedule.writes())
+    apply_changes(schedule, store)
     assert decode_customers(store[7_000]) == [7, 3, 9, -2]
     assert DueSchedule.of(store).take(7_000, store.get) == [7, 3, 9, -2]  # read from the map
     assert decode_customers(None) == []
