@@ -959,9 +959,11 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
               # products; per balanced shard key): a savepoint of an earlier layout fails to
               # restore loudly instead of starting every customer afresh.
               .name("score-and-learn").uid("score-and-learn-balanced"))
-    # One element per Python call, split into Kafka records in the JVM.
+    # One element per Python call, split into Kafka records in the JVM, in a task of its own:
+    # splitting, and serializing each record for the sink, then run on another core than the
+    # scoring thread (0.25 s of CPU per 10 s at ~12,000 interactions/s).
     scores = DataStream(scores._j_data_stream.flatMap(jvm.livefit.flink.OutputSplitter())
-                        ).name("split-outputs").uid("split-outputs")
+                        .startNewChain()).name("split-outputs").uid("split-outputs")
     outputs = (_by_topic(scores, [DRIFT_EXAMPLES_ROUTE], False, "kafka-records")
                .union(control.get_side_output(DEAD_LETTERS)))
     if j.drift_publish_every_labels > 0:
