@@ -73,6 +73,7 @@ from udfs.batch import (
     DueSchedule,
     OutputRecord,
     RawRecord,
+    apply_changes,
     decode_batch,
     due_time_of,
     encode_outputs,
@@ -678,13 +679,8 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         current key is the shard): with its customers' states, so a snapshot has both as of the
         same change (written entry by entry after every call, it had been ~2 % of the thread)."""
         schedule = self.schedules.get(shard)
-        if schedule is None:
-            return
-        puts, removes = schedule.changes()
-        if puts:
-            self.due_store.put_all(puts)
-        for key in removes:
-            self.due.remove(key)
+        if schedule is not None:
+            apply_changes(schedule, self.due_store)
 
     def _schedule(self, shard: int) -> DueSchedule:
         schedule = self.schedules.get(shard)

@@ -30,9 +30,12 @@ import struct
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from udfs.state_cache import StateStore
 
 # (topic, partition, offset, timestamp, key, value): RawRecordDeserializer.java's row
 RawRecord = tuple[str, int, int, int, bytes | None, bytes | None]
@@ -93,7 +96,7 @@ def _decode(blob: bytes, coords: bool) -> list[tuple[Any, ...]]:
             pos += 2 + n
             if coords:
                 at = coords_of(blob, pos)
-                pos += 20
+                pos += _COORDS.size
             for i in (0, 1):
                 (n,) = field_len(blob, pos)
                 pos += 4
@@ -214,7 +217,8 @@ class DueSchedule:
     wall time and nearly every label has a due time of its own: a get, a put, a register, a
     delete and a remove per label were a fifth of the scoring thread).
 
-    >>> schedule, store = DueSchedule.of([]), {}
+    >>> from udfs.state_cache import MemoryStore
+    >>> schedule, store = DueSchedule.of([]), MemoryStore()
     >>> schedule.add(5_000, [7, 8], store.get); schedule.add(2_000, [9], store.get)
     >>> apply_changes(schedule, store); sorted(store), schedule.changes()
     ([2000, 5000], ({}, []))
@@ -269,16 +273,7 @@ class DueSchedule:
     def add(self, due_ms: int, customer_ids: list[int], read: Callable[[int], bytes | None]) -> None:
         """``customer_ids`` are due at ``due_ms``; ``read(key)`` is the map's value of a restored
         entry (called at most once per entry)."""
-        n = len(customer_ids)
-        opened = self.open.get(due_ms)
-        if opened is not None and opened[1] + n <= CHUNK_CUSTOMERS and opened[0] in self.held:
-            # the common case, once per label in a catch-up: chunk_for's first branch, inlined
-            key = opened[0]
-            self.open[due_ms] = (key, opened[1] + n)
-            self.held[key].extend(customer_ids)
-            self.dirty.add(key)
-            return
-        key, append = self.chunk_for(due_ms, n)
+        key, append = self.chunk_for(due_ms, len(customer_ids))
         held = self.held.get(key)
         if held is None:
             held = self.held[key] = array("q", read(key) or b"").tolist() if append else []
@@ -341,12 +336,14 @@ class DueSchedule:
         return first
 
 
-def apply_changes(schedule: DueSchedule, store: dict[int, bytes]) -> None:
-    """:meth:`DueSchedule.changes` written to a dict standing for the map (tests and tools)."""
+def apply_changes(schedule: DueSchedule, store: StateStore) -> None:
+    """:meth:`DueSchedule.changes` written to ``store`` (the shard's "due" map state, or a
+    :class:`udfs.state_cache.MemoryStore`): one ``put_all``, a remove per entry taken."""
     puts, removes = schedule.changes()
-    store.update(puts)
+    if puts:
+        store.put_all(puts)
     for key in removes:
-        del store[key]
+        store.remove(key)
 
 
 def decode_customers(blob: bytes | list[int] | array | None) -> list[int]:

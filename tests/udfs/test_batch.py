@@ -23,6 +23,7 @@ from udfs.batch import (
     round_due,
     shard_of,
 )
+from udfs.state_cache import MemoryStore
 
 raw_records = st.lists(st.tuples(
     st.text(min_size=1, max_size=40), st.integers(-(2**31), 2**31 - 1),
@@ -58,7 +59,7 @@ batches_of_due_customers = st.lists(  # per batch: due time (in seconds) -> how 
     st.dictionaries(st.integers(-3, 40), st.integers(1, 2 * CHUNK_CUSTOMERS), max_size=4), max_size=12)
 
 
-def _add_batches(schedule: DueSchedule, store: dict[int, bytes], batches: list[dict[int, int]],
+def _add_batches(schedule: DueSchedule, store: MemoryStore, batches: list[dict[int, int]],
                  next_id: int = 0) -> int:
     """What the scoring operator does after each batch: each due time's customers into one entry,
     the changed entries written at once."""
@@ -73,7 +74,7 @@ def _add_batches(schedule: DueSchedule, store: dict[int, bytes], batches: list[d
 @given(batches_of_due_customers, batches_of_due_customers, st.integers(-5_000, 45_000),
        st.booleans())
 def test_the_schedule_hands_out_every_due_customer_once_in_order(before, after, until, restored):
-    schedule, store = DueSchedule.of([]), {}
+    schedule, store = DueSchedule.of([]), MemoryStore()
     added = _add_batches(schedule, store, before)
     assert schedule.keys == sorted(store)
     restored_keys = set(store)
@@ -107,7 +108,7 @@ def test_the_schedule_hands_out_every_due_customer_once_in_order(before, after, 
 
 
 def test_the_map_is_written_when_asked_and_only_with_what_it_must_hold():
-    schedule, store = DueSchedule.of([3_000]), {3_000: array("q", [5]).tobytes()}  # restored
+    schedule, store = DueSchedule.of([3_000]), MemoryStore({3_000: array("q", [5]).tobytes()})  # restored
     schedule.add(7_000, [1], store.get)
     schedule.add(8_000, [2], store.get)
     assert store.keys() == {3_000} and schedule.pending() == 2  # nothing written yet
@@ -125,7 +126,7 @@ def test_the_map_is_written_when_asked_and_only_with_what_it_must_hold():
 
 
 def test_a_shard_has_one_timer_at_its_earliest_due_time():
-    schedule, store = DueSchedule.of([]), {}
+    schedule, store = DueSchedule.of([]), MemoryStore()
     schedule.add(9_000, [1], store.get)
     assert schedule.next_timer() == 9_000
     schedule.add(12_000, [2], store.get)
@@ -156,7 +157,7 @@ def test_a_due_time_with_every_chunk_used_grows_its_last_chunk():
 
 
 def test_customers_due_at_one_time_come_back_once_each_in_order():
-    schedule, store = DueSchedule.of([]), {}
+    schedule, store = DueSchedule.of([]), MemoryStore()
     schedule.add(7_000, [7, 3], store.get)
     apply_changes(schedule, store)
     schedule.add(7_000, [7, 9, -2], store.get)
