@@ -35,6 +35,7 @@ test: setup lint
 
 lint: setup
 	$(BIN)/ruff check livefit udfs models jobs bench tests
+	$(BIN)/mypy
 
 test-unit: setup
 	$(BIN)/python -m pytest -m "not e2e"

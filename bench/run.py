@@ -171,9 +171,10 @@ def _collect(cfg: Config, topic: str, entry: Callable[[Any, dict[str, Any]], Any
                     break
                 raise RuntimeError(f"the job exited ({job.returncode})")
             for msg in consumer.consume(num_messages=10_000, timeout=0.5):
-                if msg.error() or msg.value() is None:
+                value = msg.value()
+                if msg.error() or value is None:
                     continue
-                r = json.loads(msg.value())
+                r = json.loads(value)
                 item = entry(msg, r)
                 if item is not None:
                     seen.setdefault(key(r), item)
@@ -648,7 +649,7 @@ def measure_state_scale(cfg: Config, run_dir: Path, customers: int, say: Callabl
 
     returning = returning if returning is not None else max(10_000, customers // 10)
 
-    small = build_workload(cfg, DataConfig(customers=300, products=300, history_days=30))
+    training = build_workload(cfg, DataConfig(customers=300, products=300, history_days=30))
     records = scale_records(cfg, customers, returning)
     port = free_port()
     broker_pid = broker.start(port, run_dir / "logs" / "tansu.log")
@@ -657,7 +658,7 @@ def measure_state_scale(cfg: Config, run_dir: Path, customers: int, say: Callabl
     job = sampler = None
     try:
         t = time.monotonic()
-        _preload_and_train(cfg, run_dir, small, records, **{"linger.ms": 50, "batch.num.messages": 10_000})
+        _preload_and_train(cfg, run_dir, training, records, **{"linger.ms": 50, "batch.num.messages": 10_000})
         say(f"state at scale: {customers:,} customers + {returning:,} returning interactions "
             f"preloaded in {time.monotonic() - t:.0f}s; rocksdb job starting")
         # Its topics hold no orders, so letting the empty ones go idle while the backlog is read

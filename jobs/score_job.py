@@ -256,7 +256,7 @@ class MapStateStore:
         embedded = type(state).__module__.startswith("pyflink.fn_execution.datastream.embedded")
         self.put_all = state.put_all if embedded else self._put_each
 
-    def _put_each(self, entries: dict[int, bytes]) -> None:
+    def _put_each(self, entries: dict[Any, Any]) -> None:
         for key, value in entries.items():
             self.state.put(key, value)
 
@@ -573,7 +573,8 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
                  due: dict[int, list[int]], timers: Any) -> Iterable[OutputRecord]:
         """The shard's held snapshot changes up to ``until_ms``, applied in replay order; a timer
         at the earliest of those left, whichever way this release came."""
-        ready, first_left = [], None
+        ready: list[tuple[tuple[int, int, int], int, RawRecord]] = []
+        first_left = None
         for k, (order_key, raw) in list(self.held.items()):
             if order_key[0] <= until_ms:
                 ready.append((order_key, k, raw))
@@ -654,8 +655,14 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         if not done:
             return
         limit = self.max_created_after_commit_ms
-        steps = [Applied(None if raw is None else parse_record(*raw, max_created_after_commit_ms=limit),
-                         product, at_ms, drift, model) for raw, product, at_ms, drift, model in done]
+
+        def change(raw: RawRecord) -> ChangeEvent:
+            rec = parse_record(*raw, max_created_after_commit_ms=limit)
+            assert isinstance(rec, ChangeEvent)  # it was one when applied, and its bytes are the same
+            return rec
+
+        steps = [Applied(None if raw is None else change(raw), product, at_ms, drift, model)
+                 for raw, product, at_ms, drift, model in done]
         state = reapply(self.logic, self.states.get(cid), steps)
         if state is None:
             self.states.remove(cid)

@@ -56,9 +56,10 @@ def _seed_if_empty(cfg: Config) -> None:
     import psycopg
 
     from livefit import datagen
+    from livefit.sql import scalar
 
     with psycopg.connect(cfg.postgres.dsn) as conn:
-        existing = conn.execute("SELECT count(*) FROM customers").fetchone()[0]
+        existing = scalar(conn, "SELECT count(*) FROM customers")
     if existing:
         _say(f"[seed] the shop database already has {existing} customers: keeping its history")
     else:
@@ -256,12 +257,13 @@ class ScoreWatcher:
 
     def poll(self, timeout: float = 0.5) -> None:
         for msg in self.consumer.consume(num_messages=5000, timeout=timeout):
-            if msg.error():
+            value = msg.value()
+            if msg.error() or value is None:
                 continue
             if msg.topic() != self.scores_topic:
                 self.dead += 1
                 continue
-            rec = json.loads(msg.value())
+            rec = json.loads(value)
             if rec.get("kind") == "order":
                 if rec["event_id"] not in self.order_ids:
                     self.order_ids.add(rec["event_id"])
@@ -347,8 +349,10 @@ def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
                 raise RuntimeError(f"no scores after 180 s; see {log_file}")
         import psycopg
 
+        from livefit.sql import scalar
+
         with psycopg.connect(cfg.postgres.dsn) as conn:
-            history = conn.execute("SELECT count(*) FROM interactions").fetchone()[0]
+            history = scalar(conn, "SELECT count(*) FROM interactions")
         _say(f"[demo] first score after {time.monotonic() - t0:.0f}s; replaying {history} history "
              "interactions from the Debezium snapshot to warm the state up")
         last_say = time.monotonic()

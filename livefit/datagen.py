@@ -246,11 +246,13 @@ def seed(dsn: str, cfg: DataConfig, end: datetime | None = None,
     """Write products, customers and the history window into an empty shop database."""
     import psycopg
 
+    from livefit.sql import scalar
+
     end = end or anchor_now()
     world = build_world(cfg, end)
     interactions, orders, _, _ = generate_history(world, cfg)
     with psycopg.connect(dsn) as conn:
-        existing = conn.execute("SELECT count(*) FROM customers").fetchone()[0]
+        existing = scalar(conn, "SELECT count(*) FROM customers")
         if existing:
             raise RuntimeError(f"the shop database already has {existing} customers; seed expects "
                                "an empty one (stop the stack and remove its run directory)")
@@ -281,10 +283,12 @@ def traffic(
     """
     import psycopg
 
+    from livefit.sql import scalar
+
     with psycopg.connect(dsn, autocommit=True) as conn:
-        anchor = conn.execute("SELECT coalesce(max(created_at), now()) FROM interactions").fetchone()[0]
+        anchor = scalar(conn, "SELECT coalesce(max(created_at), now()) FROM interactions")
         world = build_world(cfg, anchor.astimezone(UTC).replace(second=0, microsecond=0))
-        n_db = conn.execute("SELECT coalesce(max(id), 0) FROM customers").fetchone()[0]
+        n_db = scalar(conn, "SELECT coalesce(max(id), 0) FROM customers")
         rng = np.random.default_rng(cfg.seed + seed_offset + int(n_db))
         while len(world.customers) < n_db:  # customers added by earlier traffic runs
             world.add_customer(rng, anchor)
@@ -305,7 +309,8 @@ def traffic(
                 break
             owed += (now - last) * rate
             last = now
-            batch_i, batch_o = [], []
+            batch_i: list[tuple[int, int, str]] = []
+            batch_o: list[tuple[int, int, int, float]] = []
             while owed >= 1.0 and (max_interactions is None or counts["interactions"] + len(batch_i) < max_interactions):
                 owed -= 1.0
                 if rng.random() < 0.02:

@@ -29,9 +29,8 @@ def main(ops_path: str, out_path: str) -> None:
                 features[key] = x
                 predictions[key] = model.predict_proba_one(x).get(True, 0.0)
             else:
-                x = features.pop(key, None)
-                if x is not None:
-                    model.learn_one(x, bool(op["y"]))
+                if key in features:
+                    model.learn_one(features.pop(key), bool(op["y"]))
     with open(out_path, "w") as fh:
         json.dump(predictions, fh)
 

@@ -53,7 +53,8 @@ def without_rows_from_the_future(events: list[HistoryEvent], now_ms: int,
     [1]
     """
     cutoff = now_ms + margin_ms
-    kept, future = [], []
+    kept: list[HistoryEvent] = []
+    future: list[HistoryEvent] = []
     for e in events:
         (future if e.ts_ms > cutoff else kept).append(e)
     if future:
@@ -107,6 +108,8 @@ def extract_history(dsn: str, say: Callable[[str], None] = print,
     after the database's clock."""
     import psycopg
 
+    from livefit.sql import scalar
+
     def ms(ts: datetime) -> int:
         return int(ts.timestamp() * 1000)
 
@@ -119,7 +122,7 @@ def extract_history(dsn: str, say: Callable[[str], None] = print,
                     for r in cur]
             return rows_the_job_accepts(table, rows, say)
 
-        now_ms = ms(conn.execute("SELECT now()").fetchone()[0])
+        now_ms = ms(scalar(conn, "SELECT now()"))
         products = {int(r["id"]): Product.from_row(r)
                     for r in fetch("products", "id, category, color, price")}
         events = [HistoryEvent(ms(r["created_at"]), "interactions", r["id"], r["customer_id"],

@@ -141,7 +141,7 @@ def decode_state(blob: bytes | CustomerState) -> CustomerState:
     return CustomerState(
         profile=profile, online=online,
         # format 1 had no shared_offset: its default (0.0) is what those scores were served with
-        pending=[PendingLabel(*p[:4], list(array("d", p[4])), *p[5:10],  # type: ignore[misc]
+        pending=[PendingLabel(*p[:4], list(array("d", p[4])), *p[5:10],  # type: ignore[call-arg, misc]
                               packed=p if len(p) == 10 else None) for p in pending],
         recent_orders=[(o[i], o[i + 1]) for i in range(0, len(o), 2)],
         seen=array("q", seen), duplicates=dups, segment=segment, last_event_ms=last_event,

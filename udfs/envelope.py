@@ -172,10 +172,12 @@ def _check_customer(row: dict[str, Any]) -> int:
 
 
 def _check_product(row: dict[str, Any]) -> None:
+    """Products are keyed by product, not by customer: no customer id."""
     _int(row, "id")
     _str(row, "category")
     _str(row, "color")
     _num(row, "price", lo=0.0, hi=1e7)
+    return None
 
 
 def _check_interaction(row: dict[str, Any]) -> int:
@@ -199,7 +201,7 @@ def _check_order(row: dict[str, Any]) -> int:
 # table -> validator returning the customer id the event belongs to (None: not customer-keyed)
 VALIDATORS: dict[str, Callable[[dict[str, Any]], int | None]] = {
     "customers": _check_customer,
-    "products": lambda row: (_check_product(row), None)[1],
+    "products": _check_product,
     "interactions": _check_interaction,
     "orders": _check_order,
 }

@@ -112,7 +112,7 @@ class OfflineModel(ServedModel):
         """``x`` on the scale the offline model's scaler puts it (as is for other estimators): the
         online residual learns on this scale so one prior fits every feature."""
         xv = np.array(x, dtype=np.float64)
-        if self._linear is None:
+        if self._linear is None or self._inv_scale is None:
             return xv
         xv -= self._linear[0]
         xv *= self._inv_scale  # in place, no temporaries: this runs for every event

@@ -46,7 +46,7 @@ def read_state(cfg: Config) -> dict[str, Any]:
     return json.loads(cfg.stack_file.read_text()) if cfg.stack_file.exists() else {}
 
 
-def up(cfg: Config, seed: Callable[[Config], None] | None = None) -> dict[str, Any]:
+def up(cfg: Config, seed: Callable[[Config], Any] | None = None) -> dict[str, Any]:
     """Start what is configured as embedded; ``seed`` runs before Debezium so history is a snapshot."""
     state = read_state(cfg)
     if any(pid_alive(state.get(k)) for k in ("postgres_pid", "broker_pid", "feeder_pid")):
