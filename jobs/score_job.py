@@ -472,7 +472,8 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         log.warning("model swapped: %s v%d -> v%d", model.name, current.version, model.version)
         return True
 
-    def process_element(self, value: bytes, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):
+    def process_element(self, value: bytes, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext
+                        ) -> Iterable[bytes]:
         """One micro-batch: the raw changes of this shard's customers, in arrival order. What it
         produces leaves Python as one element (split in the JVM: OutputSplitter.java). An empty
         batch is the shard's flush marker: a checkpoint barrier follows."""
@@ -715,7 +716,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             self.product_state.put(pid, product)
             products[pid] = product
 
-    def process_broadcast_element(self, value: Any, ctx: KeyedBroadcastProcessFunction.Context):
+    def process_broadcast_element(self, value: Any, ctx: KeyedBroadcastProcessFunction.Context) -> None:
         if isinstance(value, ModelChoice):
             if self._use_model(value):
                 ctx.get_broadcast_state(MODEL_CHOICE).put("current", value)
@@ -727,7 +728,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
             self.logic.drift = {**self.logic.drift, value.segment: value.offset}
             self.drift_applied.inc()
 
-    def on_timer(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext):
+    def on_timer(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext) -> Iterable[bytes]:
         """Everything of this shard the watermark has passed: labels whose horizon is over (as
         negatives) and customers past the inactivity TTL. One call resolves every due time up
         to the watermark; a shard has one timer, at its earliest due time (DueSchedule)."""
