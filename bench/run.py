@@ -40,6 +40,7 @@ import psutil
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.inprocess import naive_logic, run_loop
+from livefit import flink_cluster as fc
 from livefit.config import Config, DataConfig, load_config
 from livefit.kafka_io import client_conf, ensure_topics, producer
 from livefit.stack import broker, manager
@@ -67,37 +68,34 @@ def _process_tree(pid: int, descendants: bool = True) -> list[psutil.Process]:
 
 
 class ProcessTreeSampler(threading.Thread):
-    """Peak RSS of a process tree: the JVM and the Python workers, separately."""
+    """Peak RSS of process trees (the local job's client, or a session cluster's JVMs): the
+    JVMs and the Python workers, separately, each summed over the trees."""
 
-    def __init__(self, pid: int):
+    def __init__(self, *pids: int):
         super().__init__(daemon=True, name="rss-sampler")
-        self.pid = pid
+        self.pids = pids
         self.peak = {"jvm_mb": 0.0, "python_workers_mb": 0.0, "job_client_mb": 0.0}
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.wait(0.5):
-            procs = _process_tree(self.pid)
-            if not procs:
-                continue
-            root = procs[0]
-            jvm = workers = 0.0
-            for p in procs:
-                try:
-                    rss = p.memory_info().rss / 2**20
-                    name = " ".join(p.cmdline()[:3])
-                except psutil.Error:
-                    continue
-                if "java" in name:
-                    jvm += rss
-                elif p.pid != self.pid:
-                    workers += rss
+            jvm = workers = client = 0.0
+            for pid in self.pids:
+                for p in _process_tree(pid):
+                    try:
+                        rss = p.memory_info().rss / 2**20
+                        name = " ".join(p.cmdline()[:3])
+                    except psutil.Error:
+                        continue
+                    if "java" in name:
+                        jvm += rss
+                    elif p.pid == pid:
+                        client += rss  # the Python process that started the job locally
+                    else:
+                        workers += rss
             self.peak["jvm_mb"] = max(self.peak["jvm_mb"], round(jvm))
             self.peak["python_workers_mb"] = max(self.peak["python_workers_mb"], round(workers))
-            try:
-                self.peak["job_client_mb"] = max(self.peak["job_client_mb"], round(root.memory_info().rss / 2**20))
-            except psutil.Error:
-                pass
+            self.peak["job_client_mb"] = max(self.peak["job_client_mb"], round(client))
 
 
 def _cpu_seconds(pid: int, tree: bool) -> float:
@@ -307,23 +305,60 @@ def _preload_and_train(cfg: Config, run_dir: Path, workload: Any,
                      int(cfg.job.label_horizon_s * 1000), cfg.job.history_len, say=lambda m: None)
 
 
+class ClusterJob:
+    """The job on a session cluster, as the waits see the local job's process: ``poll()`` is
+    None while it runs."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and fc.running_job(self.cfg) is None:
+            self.returncode = 1  # failed, cancelled or finished: the cluster's log says which
+        return self.returncode
+
+
+def where_it_runs(cfg: Config, cluster: bool) -> str:
+    if not cluster:
+        return "local execution (mini cluster)"
+    f = cfg.flink
+    return (f"a session cluster of {f.cluster_taskmanagers} TaskManager(s) x {f.cluster_task_slots} "
+            f"slot(s), parallelism {cfg.job.parallelism}")
+
+
 def _run_job(cfg: Config, run_dir: Path, interactions: int, orders: int, mode: str,
-             say: Callable[[str], None], reference: dict[int, list[float]]) -> dict[str, Any]:
-    """The job in one Python execution mode over the preloaded topics, into its own score topic.
-    ``reference``: each interaction's features as offline training computes them. Throughput
-    in interactions/s, and in scored events/s: the interactions' and ``orders``' score records
-    (each order gets its anomaly score), first to last."""
+             say: Callable[[str], None], reference: dict[int, list[float]],
+             cluster: bool = False) -> dict[str, Any]:
+    """The job in one Python execution mode over the preloaded topics, into its own score topic,
+    in local execution or (``cluster``) submitted to a session cluster of its own
+    (``flink.cluster_taskmanagers``). ``reference``: each interaction's features as offline
+    training computes them. Throughput in interactions/s, and in scored events/s: the
+    interactions' and ``orders``' score records (each order gets its anomaly score), first to
+    last."""
     from livefit.cli import start_job
 
     base_topic, base_labels = cfg.kafka.scores_topic, cfg.kafka.labels_topic
     cfg.kafka.scores_topic = f"{base_topic}.bench-{mode}"
     cfg.kafka.labels_topic = f"{base_labels}.bench-{mode}"
-    job = sampler = None
+    base_run_dir, base_ports = cfg.stack.run_dir, (cfg.flink.rest_port, cfg.flink.rpc_port)
+    job: Any = None
+    sampler = None
     try:
         ensure_topics(cfg.kafka, [cfg.kafka.scores_topic, cfg.kafka.labels_topic])
+        env = _job_env(cfg, run_dir, mode)
         t_submit = time.time()
-        job = start_job(cfg, run_dir / "logs" / "job.log", env=_job_env(cfg, run_dir, mode))
-        sampler = ProcessTreeSampler(job.pid)
+        if cluster:
+            cfg.stack.run_dir = str(run_dir / "cluster")
+            cfg.flink.rest_port, cfg.flink.rpc_port = free_port(), free_port()
+            fc.start(cfg)
+            fc.submit(cfg, env_overrides={k: v for k, v in env.items() if k.startswith("LIVEFIT_")})
+            job, flink_logs = ClusterJob(cfg), fc.log_dir(cfg)
+            sampler = ProcessTreeSampler(*fc.cluster_pids(cfg))
+        else:
+            job = start_job(cfg, run_dir / "logs" / "job.log", env=env)
+            flink_logs = run_dir / "logs" / "flink"
+            sampler = ProcessTreeSampler(job.pid)
         sampler.start()
         _await_topic_written(cfg, cfg.kafka.scores_topic, interactions + orders, timeout_s=1800, job=job)
         scores = _collect_scores(cfg, lambda s: len(s) >= interactions, timeout_s=1800, job=job)
@@ -357,11 +392,16 @@ def _run_job(cfg: Config, run_dir: Path, interactions: int, orders: int, mode: s
             f"after the first score: {learned_eps:,.0f} interactions/s scored and learned from; "
             f"{during:,} before the last score; {positives:,} positive; {drift_applied:,} scores "
             "applied a segment's drift correction")
-        _await_checkpoint(cfg, run_dir / "logs" / "flink")
+        _await_checkpoint(cfg, flink_logs)
     finally:
         if sampler is not None:
             sampler.stop.set()
-        if job is not None:
+        if cluster:
+            with contextlib.suppress(OSError, ValueError):  # a cluster that never answered
+                fc.cancel(cfg)
+            fc.stop(cfg)
+            cfg.stack.run_dir, (cfg.flink.rest_port, cfg.flink.rpc_port) = base_run_dir, base_ports
+        elif job is not None:
             stop_pid(job.pid, timeout_s=30)
         cfg.kafka.scores_topic, cfg.kafka.labels_topic = base_topic, base_labels
     return {"eps": round(eps, 1), "seconds": round(span, 1),
@@ -371,7 +411,7 @@ def _run_job(cfg: Config, run_dir: Path, interactions: int, orders: int, mode: s
             "scores_with_drift_correction": drift_applied,
             "feature_parity": parity,
             "memory_peak": sampler.peak if sampler else {},
-            "checkpoints": _checkpoints(run_dir / "logs" / "flink")}
+            "checkpoints": _checkpoints(flink_logs)}
 
 
 def offline_features(workload: Workload, params: ScoringParams) -> dict[int, list[float]]:
@@ -395,9 +435,10 @@ def _feature_parity(scores: dict[str, dict[str, Any]], features: dict[int, list[
 
 
 def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str], None],
-                modes: tuple[str, ...] | None = None) -> dict[str, Any]:
+                modes: tuple[str, ...] | None = None, cluster: bool = False) -> dict[str, Any]:
     """Throughput of the job (in each Python execution mode of ``modes``; the configured one is
-    the headline) against the in-process limit and the naive baseline, on the same workload."""
+    the headline; on a session cluster of its own with ``cluster``) against the in-process limit
+    and the naive baseline, on the same workload."""
     modes = modes or (cfg.flink.python_execution_mode,)
     workload = build_workload(cfg, data)
     say(f"workload: {len(workload.records)} change events, {workload.interactions} interactions")
@@ -430,7 +471,9 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
         say(f"naive, scoring only (sklearn per event for the offline and anomaly models, livefit's "
             f"online model): {naive_scoring['eps']:,.0f} interactions/s")
         orders = sum(1 for e in workload.history if e.table == "orders")
-        runs = {mode: _run_job(cfg, run_dir / f"job-{mode}", workload.interactions, orders, mode, say, reference)
+        say(f"the job runs in {where_it_runs(cfg, cluster)}")
+        runs = {mode: _run_job(cfg, run_dir / f"job-{mode}", workload.interactions, orders, mode, say, reference,
+                               cluster=cluster)
                 for mode in modes}
     finally:
         stop_pid(broker_pid)
@@ -442,7 +485,7 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
         "job_scored_events_eps": job["scored_events_eps"], "orders": orders,
         "limit_scored_events_eps": limit["scored_events_eps"],
         "job_learned_eps": job["learned_eps"], "job_learned_seconds": job["learned_seconds"],
-        "job_by_mode": runs,
+        "job_by_mode": runs, "job_runs_on": where_it_runs(cfg, cluster),
         "limit_eps": limit["eps"], "naive_eps": naive["eps"],
         "ratio_job_limit": round(job["eps"] / limit["eps"], 4),
         "ratio_job_naive": round(job["eps"] / naive["eps"], 2),
@@ -767,10 +810,15 @@ def _scored_interaction_ids(records: list[tuple[str, bytes, bytes, int]]) -> set
 
 def run(quick: bool, events: int | None = None, out_dir: Path = RESULTS,
         latency_rates: tuple[float, ...] | None = None, say: Callable[[str], None] = _say,
-        throughput_only: bool = False) -> dict[str, Any]:
+        throughput_only: bool = False, cluster: bool = False) -> dict[str, Any]:
     """The whole benchmark, or with ``throughput_only`` just the job in its configured mode
     against the in-process limit and the naive baseline (a sustained run needs a large
-    ``events`` and takes minutes; the latency and state-at-scale parts would add half an hour)."""
+    ``events`` and takes minutes; the latency and state-at-scale parts would add half an hour).
+    ``cluster`` (with ``throughput_only``): the job on a session cluster of its own
+    (``flink.cluster_taskmanagers`` x ``flink.cluster_task_slots``) instead of local execution."""
+    if cluster and not throughput_only:
+        raise ValueError("the job runs on a session cluster in the throughput measurement only: "
+                         "add --throughput-only")
     cfg = load_config()
     base = REPO / ".livefit" / f"bench-{os.getpid()}"
     shutil.rmtree(base, ignore_errors=True)
@@ -780,7 +828,8 @@ def run(quick: bool, events: int | None = None, out_dir: Path = RESULTS,
     try:
         configured = cfg.flink.python_execution_mode
         modes = (configured, *(m for m in ("thread", "process") if m != configured))
-        result = measure_job(cfg, base / "job", data, say, modes=modes[:1] if throughput_only else modes)
+        result = measure_job(cfg, base / "job", data, say, modes=modes[:1] if throughput_only else modes,
+                             cluster=cluster)
         if throughput_only:
             return _write_results(result, cfg, out_dir, "throughput", quick, started, say)
         rates = latency_rates if latency_rates is not None else ((1000.0,) if quick else (1000.0, 5000.0))
@@ -810,7 +859,7 @@ def _write_results(result: dict[str, Any], cfg: Config, out_dir: Path, kind: str
     f = cfg.flink
     result["config"] = {
         "parallelism": cfg.job.parallelism,
-        "execution_mode": f"local execution (mini cluster), python {result['job_mode']} mode",
+        "execution_mode": f"{result.get('job_runs_on', 'local execution (mini cluster)')}, python {result['job_mode']} mode",
         "python_execution_mode": result["job_mode"],
         "bundle_size": f.bundle_size, "bundle_time_ms": f.bundle_time_ms,
         "bundle_applies_to": "process mode",

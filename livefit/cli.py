@@ -211,7 +211,8 @@ def cmd_bench(cfg: Config, args: argparse.Namespace) -> int:
         run_state_scale(args.scale)
         return 0
     rates = tuple(args.latency_rate) if args.latency_rate else None
-    run(quick=args.quick, events=args.events, latency_rates=rates, throughput_only=args.throughput_only)
+    run(quick=args.quick, events=args.events, latency_rates=rates, throughput_only=args.throughput_only,
+        cluster=args.cluster)
     return 0
 
 
@@ -466,6 +467,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--throughput-only", action="store_true",
                    help="only the job (configured mode) vs the in-process limit and the naive baseline; "
                         "with --events 450000, a sustained run of ~2 minutes of scoring")
+    b.add_argument("--cluster", action="store_true",
+                   help="with --throughput-only: the job on a session cluster of its own "
+                        "(flink.cluster_taskmanagers TaskManagers x flink.cluster_task_slots slots) "
+                        "instead of local execution")
     b.add_argument("--latency-rate", type=float, action="append",
                    help="offered load for the latency run (repeatable; default 1000 quick (the target's load), 1000 and 5000 full)")
     b.add_argument("--scale", type=int, action="append", metavar="CUSTOMERS",

@@ -189,6 +189,12 @@ class FlinkConfig:
 
     rest_port: int = 8081
     rpc_port: int = 6123
+    # The session cluster's TaskManagers on this machine and the slots each offers (a job needs
+    # job.parallelism slots). In thread mode each TaskManager is a JVM with a Python interpreter
+    # of its own, so two of them run Python on two cores, where the slots of one share its
+    # interpreter's lock; on a 2-core machine one measured faster (README, performance).
+    cluster_taskmanagers: int = 1
+    cluster_task_slots: int = 2
     # A failed job restarts after growing pauses (Flink's exponential delay: 1 s, x1.5 up to 60 s)
     # and, after this many restarts without an hour of running in between, stops and fails with
     # its cause (in the job's log, and `flink run` returns it). 0: restart forever, Flink's

@@ -41,6 +41,11 @@ def _dirs(cfg: Config) -> dict[str, Path]:
             "savepoints": run / "cluster-savepoints"}
 
 
+def log_dir(cfg: Config) -> Path:
+    """The cluster's JobManager and TaskManager logs."""
+    return _dirs(cfg)["logs"]
+
+
 def rest_url(cfg: Config) -> str:
     return f"http://127.0.0.1:{cfg.flink.rest_port}"
 
@@ -66,6 +71,9 @@ def write_runtime_conf(cfg: Config) -> Path:
     conf.setdefault("rest", {})["port"] = cfg.flink.rest_port
     conf.setdefault("jobmanager", {}).setdefault("rpc", {})["port"] = cfg.flink.rpc_port
     conf.setdefault("parallelism", {})["default"] = cfg.job.parallelism
+    conf.setdefault("taskmanager", {})["numberOfTaskSlots"] = cfg.flink.cluster_task_slots
+    # start-cluster.sh starts a TaskManager per line; "localhost" ones without ssh
+    (d["conf"] / "workers").write_text("localhost\n" * cfg.flink.cluster_taskmanagers)
     conf.setdefault("state", {}).setdefault("backend", {})["type"] = cfg.flink.state_backend
     ck = conf.setdefault("execution", {}).setdefault("checkpointing", {})
     ck["dir"] = d["checkpoints"].as_uri()
@@ -118,11 +126,16 @@ def rest(cfg: Config, path: str, method: str = "GET", body: Any = None, timeout:
     return json.loads(raw) if raw else None
 
 
-def is_up(cfg: Config) -> bool:
+def taskmanagers(cfg: Config) -> int:
+    """TaskManagers registered with the cluster's JobManager (0: no cluster answers)."""
     try:
-        return rest(cfg, "/overview", timeout=2).get("taskmanagers", 0) > 0
+        return int(rest(cfg, "/overview", timeout=2).get("taskmanagers", 0))
     except (urllib.error.URLError, OSError, ValueError):
-        return False
+        return 0
+
+
+def is_up(cfg: Config) -> bool:
+    return taskmanagers(cfg) > 0
 
 
 def start(cfg: Config, timeout_s: float = 90) -> None:
@@ -132,10 +145,11 @@ def start(cfg: Config, timeout_s: float = 90) -> None:
     subprocess.run([str(flink_home() / "bin" / "start-cluster.sh")], env=_flink_env(cfg),
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout_s
-    while not is_up(cfg):
+    want = cfg.flink.cluster_taskmanagers
+    while (registered := taskmanagers(cfg)) < want:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the Flink cluster did not come up in {timeout_s:.0f}s; see "
-                               f"{_dirs(cfg)['logs']}")
+            raise TimeoutError(f"the Flink cluster did not come up in {timeout_s:.0f}s ({registered} of "
+                               f"{want} TaskManagers registered); see {_dirs(cfg)['logs']}")
         time.sleep(1)
 
 
@@ -184,9 +198,11 @@ def submit_command(cfg: Config, restore: str | None = None) -> list[str]:
     return cmd
 
 
-def submit(cfg: Config, restore: str | None = None, timeout_s: float = 120) -> str:
-    """``flink run -d``; returns the job id once the job is RUNNING."""
-    env = _flink_env(cfg)
+def submit(cfg: Config, restore: str | None = None, timeout_s: float = 120,
+           env_overrides: dict[str, str] | None = None) -> str:
+    """``flink run -d``; returns the job id once the job is RUNNING. ``env_overrides``: livefit
+    settings (``LIVEFIT_...``) for the client that builds the job graph."""
+    env = {**_flink_env(cfg), **(env_overrides or {})}
     if os.environ.get("LIVEFIT_CONFIG"):
         env["LIVEFIT_CONFIG"] = os.environ["LIVEFIT_CONFIG"]
     out = subprocess.run(submit_command(cfg, restore), env=env, capture_output=True, text=True,
