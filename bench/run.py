@@ -309,13 +309,17 @@ class ClusterJob:
     """The job on a session cluster, as the waits see the local job's process: ``poll()`` is
     None while it runs."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, every_s: float = 2.0):
         self.cfg = cfg
         self.returncode: int | None = None
+        self.every_s = every_s  # the waits poll on every read; the REST API is asked this often
+        self.checked = 0.0
 
     def poll(self) -> int | None:
-        if self.returncode is None and fc.running_job(self.cfg) is None:
-            self.returncode = 1  # failed, cancelled or finished: the cluster's log says which
+        if self.returncode is None and time.monotonic() - self.checked >= self.every_s:
+            self.checked = time.monotonic()
+            if fc.running_job(self.cfg) is None:
+                self.returncode = 1  # failed, cancelled or finished: the cluster's log says which
         return self.returncode
 
 
