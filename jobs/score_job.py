@@ -858,7 +858,7 @@ def kafka_sink(cfg: Config) -> KafkaSink:
     else:
         raise ValueError(f"job.delivery_guarantee must be at_least_once or exactly_once, "
                          f"not {cfg.job.delivery_guarantee!r}")
-    for name, value in k.java_client_properties().items():
+    for name, value in k.java_sink_properties().items():
         builder.set_property(name, value)
     # One sink for every output topic, each record with its own key: see TopicKeyValueSerializer.
     builder._j_builder.setRecordSerializer(get_gateway().jvm.livefit.flink.TopicKeyValueSerializer())

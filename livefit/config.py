@@ -66,9 +66,27 @@ class KafkaConfig:
     # record there (Kafka answers as soon as data arrives; this then only bounds idle polling).
     # 20 ms: job-only p50 33-39 ms vs 54 ms with 100 (buffer timeout 10); 5-10 ms fell behind.
     source_fetch_max_wait_ms: int = 20
+    # The job's producer (one sink for scores, labels, metrics and dead letters) waits up to
+    # sink_linger_ms to fill batches of up to sink_batch_bytes per partition: fewer, larger
+    # produce requests for the broker, which shares the cores with the job on one machine. 20 ms
+    # and 256 KB against the client's defaults (5 ms, 16 KB): 12,437 vs 11,211 interactions/s,
+    # job / limit 0.584 vs 0.524 (four alternating pairs, session 29). Under light load a record
+    # waits up to sink_linger_ms. kafka.java_properties (linger.ms, batch.size) override both.
+    sink_linger_ms: int = 20
+    sink_batch_bytes: int = 262_144
 
     def java_client_properties(self) -> dict[str, str]:
         return {**self.properties, **self.java_properties}
+
+    def java_sink_properties(self) -> dict[str, str]:
+        """The job's producer: its batching (sink_linger_ms, sink_batch_bytes), then every Java
+        client's properties, which win.
+
+        >>> KafkaConfig(java_properties={"linger.ms": "0"}).java_sink_properties()
+        {'linger.ms': '0', 'batch.size': '262144'}
+        """
+        return {"linger.ms": str(self.sink_linger_ms), "batch.size": str(self.sink_batch_bytes),
+                **self.java_client_properties()}
 
     def librdkafka_client_properties(self) -> dict[str, str]:
         return {**self.properties, **self.librdkafka_properties}

@@ -32,6 +32,9 @@ def test_security_properties_reach_each_client_family(tmp_path):
     assert java["security.protocol"] == rdk["security.protocol"] == "SASL_SSL"
     assert "s3cret" in java["sasl.jaas.config"] and "sasl.password" not in java
     assert rdk["sasl.password"] == "s3cret" and "sasl.jaas.config" not in rdk
+    sink = k.java_sink_properties()  # the job's producer: the same security, and its batching
+    assert sink["security.protocol"] == "SASL_SSL" and "s3cret" in sink["sasl.jaas.config"]
+    assert (sink["linger.ms"], sink["batch.size"]) == (str(k.sink_linger_ms), str(k.sink_batch_bytes))
 
 
 def test_unknown_keys_and_bad_values_are_errors(tmp_path):
