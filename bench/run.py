@@ -475,7 +475,8 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
         say(f"naive, scoring only (sklearn per event for the offline and anomaly models, livefit's "
             f"online model): {naive_scoring['eps']:,.0f} interactions/s")
         orders = sum(1 for e in workload.history if e.table == "orders")
-        say(f"the job runs in {where_it_runs(cfg, cluster)}")
+        runs_on = where_it_runs(cfg, cluster)
+        say(f"the job runs in {runs_on}")
         runs = {mode: _run_job(cfg, run_dir / f"job-{mode}", workload.interactions, orders, mode, say, reference,
                                cluster=cluster)
                 for mode in modes}
@@ -489,7 +490,7 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
         "job_scored_events_eps": job["scored_events_eps"], "orders": orders,
         "limit_scored_events_eps": limit["scored_events_eps"],
         "job_learned_eps": job["learned_eps"], "job_learned_seconds": job["learned_seconds"],
-        "job_by_mode": runs, "job_runs_on": where_it_runs(cfg, cluster),
+        "job_by_mode": runs, "job_runs_on": runs_on,
         "limit_eps": limit["eps"], "naive_eps": naive["eps"],
         "ratio_job_limit": round(job["eps"] / limit["eps"], 4),
         "ratio_job_naive": round(job["eps"] / naive["eps"], 2),
@@ -863,7 +864,7 @@ def _write_results(result: dict[str, Any], cfg: Config, out_dir: Path, kind: str
     f = cfg.flink
     result["config"] = {
         "parallelism": cfg.job.parallelism,
-        "execution_mode": f"{result.get('job_runs_on', 'local execution (mini cluster)')}, python {result['job_mode']} mode",
+        "execution_mode": f"{result['job_runs_on']}, python {result['job_mode']} mode",
         "python_execution_mode": result["job_mode"],
         "bundle_size": f.bundle_size, "bundle_time_ms": f.bundle_time_ms,
         "bundle_applies_to": "process mode",
