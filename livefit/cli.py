@@ -375,18 +375,18 @@ def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
 
         traffic_thread = threading.Thread(target=drive, name="traffic", daemon=True)
         traffic_thread.start()
-        last_n, last_t = 0, time.monotonic()
+        last_live, last_t = len(watcher.live_ids), time.monotonic()
         while True:
             watcher.poll(timeout=1.0)
             now = time.monotonic()
             if now - last_t >= 2.0:
-                n = len(watcher.event_ids)
-                rate = (n - last_n) / (now - last_t)
-                last_n, last_t = n, now
+                n, live = len(watcher.event_ids), len(watcher.live_ids)
+                rate = (live - last_live) / (now - last_t)  # of live scores: the history's are counted above
+                last_live, last_t = live, now
                 p50, p99 = watcher.latency(0.5), watcher.latency(0.99)
                 lat = f"commit->score p50 {p50} ms p99 {p99} ms" if p50 is not None else "no live scores yet"
                 last = watcher.last or {}
-                _say(f"[live] scored {n} ({len(watcher.live_ids)} live, {rate:,.0f}/s) | "
+                _say(f"[live] scored {n} ({live} live, {rate:,.0f}/s) | "
                      f"orders {len(watcher.order_ids)} ({watcher.orders_flagged} flagged) | "
                      f"dead-lettered {watcher.dead} | {lat} | customers learning online "
                      f"{len(watcher.updated_customers)} | last: customer {last.get('customer_id')} "
