@@ -26,9 +26,11 @@ from udfs.drift import segment_key
 from udfs.envelope import ChangeEvent
 from udfs.features import (
     COLD_START_INTERACTIONS,
+    FEATURE_SET,
     N_FEATURES,
     CustomerProfile,
     Product,
+    feature_set_id,
     interaction_features,
 )
 from udfs.online import PRIOR_PRECISION_B, PRIOR_PRECISION_W, OnlineResidual, sigmoid
@@ -90,7 +92,14 @@ class CustomerState:
 
 # -- state in Flink: a compact, versioned encoding ----------------------------------------------
 
-STATE_FORMAT = 2  # 2: pending labels carry their shared_offset (format 1 still decodes)
+STATE_FORMAT = 3  # 3: + the feature set of the online weights; 2: + pending labels' shared_offset
+# The feature list the online weights of states before format 3 (sessions <= 29) were learned on:
+# the affinities as plain shares.
+LEGACY_FEATURE_SET = feature_set_id((
+    "kind_click", "kind_add_to_cart", "log_interactions", "log_orders", "order_rate",
+    "log_hours_since_last", "category_share", "color_share", "price_band_share",
+    "category_x_color", "log_price", "price_vs_usual_spend", "seen_product", "cold_start",
+    "product_known"))
 
 
 def encode_state(state: CustomerState) -> bytes:
@@ -99,7 +108,7 @@ def encode_state(state: CustomerState) -> bytes:
     Pickling the dataclasses themselves cost ~70 us per event (dumps + loads, mostly class and
     numpy reconstruction) and ~1.7 KB; this flat tuple of builtins with the arrays as raw bytes
     pickles in C only. The first field is the format version, so a later layout can still read
-    this one.
+    this one; the last is the feature set the online weights were learned on.
 
     >>> blob = encode_state(CustomerState(segment="casual", positives=2))
     >>> restored = decode_state(blob)
@@ -117,35 +126,50 @@ def encode_state(state: CustomerState) -> bytes:
         [p.pack() for p in state.pending],
         array("q", [v for o in state.recent_orders for v in o]).tobytes(),
         state.seen.tobytes(), state.duplicates, state.segment, state.last_event_ms,
-        state.expiry_timer_ms, state.positives, state.negatives, state.expired,
+        state.expiry_timer_ms, state.positives, state.negatives, state.expired, FEATURE_SET,
     ), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def decode_state(blob: bytes | CustomerState) -> CustomerState:
     """The state :func:`encode_state` wrote, or a ``CustomerState`` pickled whole (as such, or
     already unpickled by Flink): the layout before format 1, so state from older checkpoints and
-    savepoints still restores."""
+    savepoints still restores.
+
+    Online weights learned on another feature set than the job computes (a state from before
+    the affinities became log shares, or from a later feature list) are not applied to these
+    features: the customer's residual starts again at zero, i.e. at the offline model. Their
+    profile, history and pending labels stay; a pending label still teaches the new residual
+    with the features it was served with (at most one label horizon of them per customer).
+    """
     t = blob if isinstance(blob, CustomerState) else pickle.loads(blob)
     if isinstance(t, CustomerState):
-        return t
-    if t[0] not in (1, STATE_FORMAT):
+        return _with_weights_for(LEGACY_FEATURE_SET, t)
+    if t[0] not in (1, 2, STATE_FORMAT):
         raise ValueError(f"customer state format {t[0]} is newer than this job reads ({STATE_FORMAT})")
     (_, n_int, n_ord, spend, last_ts, decay_ts, cat, col, band, aff_total, h_ts, h_pid, h_kind,
      w, b, n_upd, prec_w, prec_b, pending, orders, seen, dups, segment, last_event, expiry,
-     pos, neg, expired) = t
+     pos, neg, expired) = t[:28]
+    feature_set = t[28] if t[0] >= 3 else LEGACY_FEATURE_SET
     profile = CustomerProfile(n_int, n_ord, spend, last_ts, decay_ts, cat, col, band, aff_total,
                               array("q", h_ts), array("q", h_pid), bytearray(h_kind))
     online = OnlineResidual(np.frombuffer(w).copy(), b, n_upd,
                             None if prec_w is None else np.frombuffer(prec_w).copy(), prec_b)
     o = array("q", orders)
-    return CustomerState(
+    return _with_weights_for(feature_set, CustomerState(
         profile=profile, online=online,
         # format 1 had no shared_offset: its default (0.0) is what those scores were served with
         pending=[PendingLabel(*p[:4], list(array("d", p[4])), *p[5:10],  # type: ignore[call-arg, misc]
                               packed=p if len(p) == 10 else None) for p in pending],
         recent_orders=[(o[i], o[i + 1]) for i in range(0, len(o), 2)],
         seen=array("q", seen), duplicates=dups, segment=segment, last_event_ms=last_event,
-        expiry_timer_ms=expiry, positives=pos, negatives=neg, expired=expired)
+        expiry_timer_ms=expiry, positives=pos, negatives=neg, expired=expired))
+
+
+def _with_weights_for(feature_set: int, state: CustomerState) -> CustomerState:
+    """``state``, its online residual reset if it was learned on another feature set."""
+    if feature_set != FEATURE_SET:
+        state.online = OnlineResidual.zeros(N_FEATURES)
+    return state
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,9 @@ example never sees itself.
 from __future__ import annotations
 
 import math
+import zlib
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +58,21 @@ FEATURE_NAMES: tuple[str, ...] = (
     "product_known",
 )
 N_FEATURES = len(FEATURE_NAMES)
+
+
+def feature_set_id(names: Sequence[str]) -> int:
+    """A stable id of a feature list (CRC-32 of its names, in order). A feature whose meaning
+    changes gets a new name (as ``log_category_share`` replaced ``category_share``), so a
+    different id means weights learned on one list do not apply to the other; the job's state
+    records the id its online weights were learned on.
+
+    >>> feature_set_id(["a", "b"]) == feature_set_id(["a", "b"]) != feature_set_id(["b", "a"])
+    True
+    """
+    return zlib.crc32("\n".join(names).encode())
+
+
+FEATURE_SET = feature_set_id(FEATURE_NAMES)
 
 
 @dataclass(slots=True)

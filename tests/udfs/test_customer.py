@@ -9,6 +9,8 @@ import pytest
 
 from tests.helpers import event, interaction, offline_model, order
 from udfs.customer import (
+    LEGACY_FEATURE_SET,
+    STATE_FORMAT,
     Applied,
     CustomerLogic,
     CustomerState,
@@ -17,7 +19,7 @@ from udfs.customer import (
     encode_state,
     reapply,
 )
-from udfs.features import FEATURE_NAMES, Product
+from udfs.features import FEATURE_NAMES, FEATURE_SET, Product
 from udfs.online import logit, sigmoid
 
 HORIZON = 60_000
@@ -150,7 +152,44 @@ def test_state_written_before_history_columns_restores_unchanged():
     restored = decode_state(STORED_BY_SESSION_21)
     assert restored.profile.history == [(1000, 7, "click"), (2000, 7, "order"), (3000, -1, "view")]
     assert restored.segment == "casual" and restored.profile.n_orders == 1
-    assert encode_state(restored) == STORED_BY_SESSION_21  # the layout did not change
+    old, new = pickle.loads(STORED_BY_SESSION_21), pickle.loads(encode_state(restored))
+    # every field as it was (this customer had learned nothing), plus the feature set now
+    assert new[1:-1] == old[1:] and (new[0], new[-1]) == (STATE_FORMAT, FEATURE_SET)
+
+
+def _learned(logic: CustomerLogic) -> CustomerState:
+    """A customer whose residual learned from a positive and who has a label pending."""
+    s = CustomerState()
+    logic.on_interaction(s, interaction(1, 1_000), SHOE)
+    logic.on_order(s, order(9, 2_000), SHOE)
+    logic.on_interaction(s, interaction(2, 3_000), SHOE)
+    assert s.online.n_updates == 1 and s.online.w.any() and len(s.pending) == 1
+    return s
+
+
+@pytest.mark.parametrize("feature_set", [LEGACY_FEATURE_SET, FEATURE_SET + 1])
+def test_weights_learned_on_another_feature_set_are_not_applied(logic, feature_set):
+    """A state from before the log shares (format 2), or written for another feature list:
+    the residual starts again at the offline model; the rest of the customer stays."""
+    s = _learned(logic)
+    t = list(pickle.loads(encode_state(s)))
+    if feature_set == LEGACY_FEATURE_SET:
+        t = [2, *t[1:-1]]  # format 2 had no feature set: the plain shares'
+    else:
+        t[-1] = feature_set
+    restored = decode_state(pickle.dumps(tuple(t)))
+    assert restored.online.n_updates == 0 and not restored.online.w.any() and restored.online.b == 0.0
+    assert restored.profile.history == s.profile.history and restored.positives == 1
+    assert [p.x for p in restored.pending] == [p.x for p in s.pending]
+    assert pickle.loads(encode_state(restored))[-1] == FEATURE_SET
+    # whole pickled objects (before format 1) were learned on the plain shares too
+    assert decode_state(pickle.dumps(s)).online.n_updates == 0
+
+
+def test_weights_learned_on_these_features_are_kept(logic):
+    s = _learned(logic)
+    restored = decode_state(encode_state(s))
+    assert restored.online.w.tolist() == s.online.w.tolist() and restored.online.n_updates == 1
 
 
 def test_a_customer_stored_and_restored_after_every_event_behaves_identically(logic):
