@@ -12,7 +12,9 @@ if [ -z "$url" ]; then
 fi
 profile=$(mktemp -d)
 trap 'rm -rf "$profile"' EXIT
-chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+# --headless=old: Chromium 150's default (new) headless mode never ends its virtual time budget on
+# this page (the UI polls the REST API); timeout: never wait forever for it either way.
+timeout 120 chromium --headless=old --no-sandbox --disable-gpu --disable-quic --no-first-run \
   --disable-background-networking --disable-component-update --disable-sync \
   --disable-dev-shm-usage --user-data-dir="$profile" --hide-scrollbars \
   --screenshot="$(realpath -m "$out")" --window-size=1400,900 --virtual-time-budget=8000 "$url" 2>/dev/null
