@@ -136,7 +136,7 @@ def decode_state(blob: bytes | CustomerState) -> CustomerState:
     savepoints still restores.
 
     Online weights learned on another feature set than the job computes (a state from before
-    the affinities became log shares, or from a later feature list) are not applied to these
+    the affinities became smoothed log shares, or from a later feature list) are not applied to these
     features: the customer's residual starts again at zero, i.e. at the offline model. Their
     profile, history and pending labels stay; a pending label still teaches the new residual
     with the features it was served with (at most one label horizon of them per customer).

@@ -10,7 +10,8 @@ from udfs.features import (
     FEATURE_NAMES,
     HALF_LIFE_MS,
     N_FEATURES,
-    SHARE_FLOOR,
+    PRIOR_SHARE,
+    PRIOR_WEIGHT,
     CustomerProfile,
     Product,
     interaction_features,
@@ -19,7 +20,11 @@ from udfs.features import (
 RED_SHOES = Product(1, "shoes", "red", 80.0)
 BLUE_TROUSERS = Product(2, "trousers", "blue", 60.0)
 H = 3_600_000
-NO_AFFINITY = math.log(SHARE_FLOOR)
+PRIOR = PRIOR_WEIGHT * PRIOR_SHARE  # the prior's weight on each value
+
+
+def smoothed(weight: float, total: float) -> float:
+    return math.log((weight + PRIOR) / (total + PRIOR_WEIGHT))
 
 
 def f(x: list[float], name: str) -> float:
@@ -31,14 +36,18 @@ def test_vector_shape_and_cold_start():
     assert len(x) == N_FEATURES
     assert f(x, "kind_add_to_cart") == 1.0 and f(x, "kind_click") == 0.0
     assert f(x, "cold_start") == 1.0 and f(x, "product_known") == 1.0
-    assert f(x, "log_interactions") == 0.0 and f(x, "log_category_share") == NO_AFFINITY
+    # no history yet: every value has the prior share
+    assert f(x, "log_interactions") == 0.0 and f(x, "log_category_affinity") == math.log(PRIOR_SHARE)
 
 
 def test_unknown_product_gives_neutral_product_features():
     p = CustomerProfile()
     p.observe_interaction(RED_SHOES, "view", 0, 20)
     x = interaction_features(p, None, "view", H)
-    assert f(x, "product_known") == 0.0 and f(x, "log_category_share") == NO_AFFINITY and f(x, "log_price") == 0.0
+    assert f(x, "product_known") == 0.0 and f(x, "log_price") == 0.0
+    # as a value never looked at (the customer's one view, decayed over the hour, is the total)
+    decay = 0.5 ** (H / HALF_LIFE_MS)
+    assert f(x, "log_category_affinity") == pytest.approx(math.log(PRIOR / (decay + PRIOR_WEIGHT)))
 
 
 def test_affinity_aligns_customer_with_product():
@@ -46,22 +55,41 @@ def test_affinity_aligns_customer_with_product():
     p = CustomerProfile()
     for i in range(3):
         p.observe_interaction(RED_SHOES, "click", i * H, 20)
-    red = interaction_features(p, RED_SHOES, "view", 4 * H)
-    blue = interaction_features(p, BLUE_TROUSERS, "view", 4 * H)
-    only = math.log(1.0 + SHARE_FLOOR)
-    assert f(red, "log_category_share") == only and f(red, "log_color_share") == only
-    assert f(red, "category_x_color") == 1.0
-    assert f(blue, "log_category_share") == NO_AFFINITY and f(blue, "category_x_color") == 0.0
+    red = interaction_features(p, RED_SHOES, "view", 2 * H)  # at the last click: no decay yet
+    blue = interaction_features(p, BLUE_TROUSERS, "view", 2 * H)
+    total = sum(2.0 * 0.5 ** ((2 - i) * H / HALF_LIFE_MS) for i in range(3))  # 3 clicks, decayed
+    only, never = smoothed(total, total), smoothed(0.0, total)
+    assert f(red, "log_category_affinity") == pytest.approx(only)
+    assert f(red, "log_color_affinity") == pytest.approx(only)
+    assert f(red, "category_x_color_affinity") == pytest.approx(math.exp(2 * only))
+    assert f(blue, "log_category_affinity") == pytest.approx(never) and never < math.log(PRIOR_SHARE) < only
+    assert f(blue, "category_x_color_affinity") == pytest.approx(math.exp(2 * never))
     assert f(red, "seen_product") > 0 and f(blue, "seen_product") == 0
+
+
+def test_more_looks_are_stronger_evidence():
+    """Smoothed toward the prior: one look at a category is weak evidence, a dozen strong."""
+    def affinity_after(looks: int) -> float:
+        p = CustomerProfile()
+        for _ in range(looks):
+            p.observe_interaction(RED_SHOES, "view", 0, 20)
+        return f(interaction_features(p, RED_SHOES, "view", 0), "log_category_affinity")
+    a1, a3, a12 = affinity_after(1), affinity_after(3), affinity_after(12)
+    assert math.log(PRIOR_SHARE) < a1 < a3 < a12 < 0.0
+    assert a1 == pytest.approx(smoothed(1.0, 1.0)) and a12 == pytest.approx(smoothed(12.0, 12.0))
 
 
 def test_affinities_decay_with_event_time():
     p = CustomerProfile()
     p.observe_interaction(RED_SHOES, "view", 0, 20)
     p.observe_interaction(BLUE_TROUSERS, "view", HALF_LIFE_MS, 20)
-    # the red shoe's weight halved before the trousers were added: shares 1/3 vs 2/3
+    # the red shoe's weight halved before the trousers were added: weights 1/2 and 1
     x = interaction_features(p, BLUE_TROUSERS, "view", HALF_LIFE_MS)
-    assert f(x, "log_category_share") == pytest.approx(math.log(2 / 3 + SHARE_FLOOR))
+    assert f(x, "log_category_affinity") == pytest.approx(smoothed(1.0, 1.5))
+    # a half-life later, scored without a new event: both weights halved again, against the
+    # prior's constant weight
+    later = interaction_features(p, BLUE_TROUSERS, "view", 2 * HALF_LIFE_MS)
+    assert f(later, "log_category_affinity") == pytest.approx(smoothed(0.5, 0.75))
 
 
 def test_orders_feed_spend_features():
