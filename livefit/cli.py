@@ -127,10 +127,22 @@ def cmd_job(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _ensure_model(cfg: Config) -> None:
-    from models.registry import versions
+    """Train the offline models unless a stored version can be served: none yet, or none that
+    fits the features this livefit computes (artifacts of an older release, after an upgrade that
+    changed the features: the job would refuse them and stop)."""
+    from models.registry import ModelError, versions
+    from udfs.scoring import OfflineModel
 
-    if not versions(cfg.job.model_dir, cfg.job.model_name):
-        cmd_train(cfg, argparse.Namespace())
+    name = cfg.job.model_name
+    stored = versions(cfg.job.model_dir, name)
+    if stored:
+        try:
+            OfflineModel.load_for_serving(cfg.job.model_dir, name)
+            return
+        except ModelError as exc:
+            _say(f"[train] none of the {len(stored)} stored version(s) of '{name}' can be served, "
+                 f"so a new one is trained ({str(exc)[:300]}...)")
+    cmd_train(cfg, argparse.Namespace())
 
 
 # -- the Flink session cluster -----------------------------------------------------------------

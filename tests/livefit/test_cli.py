@@ -1,0 +1,48 @@
+"""The command line's own decisions, without the stack."""
+
+from __future__ import annotations
+
+import pytest
+
+from livefit import cli
+from livefit.config import load_config
+from models.registry import save_model
+from tests.helpers import fitted_pipeline
+from udfs.features import FEATURE_NAMES
+
+
+@pytest.fixture
+def trained(monkeypatch):
+    """The model directories ``livefit train`` was asked to train (no database here)."""
+    calls: list[str] = []
+    monkeypatch.setattr(cli, "cmd_train", lambda cfg, args: calls.append(cfg.job.model_dir))
+    return calls
+
+
+def config(model_dir):
+    return load_config(None, env={"LIVEFIT_JOB__MODEL_DIR": str(model_dir)})
+
+
+def save(model_dir, features):
+    save_model(model_dir, "propensity", fitted_pipeline(), features, {}, {})
+
+
+def test_demo_and_submit_train_when_there_is_no_model(tmp_path, trained):
+    cli._ensure_model(config(tmp_path))
+    assert trained == [str(tmp_path)]
+
+
+def test_a_model_of_older_features_is_retrained_not_handed_to_the_job(tmp_path, trained, capsys):
+    """After an upgrade that changed the features, the stored versions cannot be served: the job
+    would refuse them and stop, so `livefit demo` / `submit` train a new version first."""
+    save(tmp_path, ["kind_click", "category_share"])
+    cli._ensure_model(config(tmp_path))
+    assert trained == [str(tmp_path)]
+    assert "none of the 1 stored version(s) of 'propensity' can be served" in capsys.readouterr().out
+
+
+def test_a_servable_model_is_kept(tmp_path, trained):
+    save(tmp_path, ["kind_click", "category_share"])
+    save(tmp_path, list(FEATURE_NAMES))
+    cli._ensure_model(config(tmp_path))
+    assert trained == []
