@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from livefit.config import Config
-from models.evaluation import WARM_LABELS, attach_river, run, summarize
+from models.evaluation import BOOTSTRAP_RESAMPLES, WARM_LABELS, attach_river, run, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 RIVER_REQUIREMENTS = REPO / "models" / "river-requirements.txt"
@@ -41,21 +41,30 @@ def river_python(venv_dir: Path = REPO / ".venvs" / "river",
     return str(python)
 
 
+def _ci(interval: list[float] | None) -> str:
+    return "" if not interval else f"; 95 % CI {interval[0]:+.4f} to {interval[1]:+.4f}"
+
+
 def _targets(s: dict[str, Any]) -> list[tuple[str, bool, str]]:
-    """(target, met, by how much) for the issue's quality targets."""
+    """(target, met, by how much) for the issue's quality targets, with the differences' 95 %
+    intervals where the summary has them (resampling customers, `gain_ci95`)."""
     warm, new = s["warm"], s["new"]
+    ci = s.get("gain_ci95") or {}
+    ci_warm, ci_new = ci.get("warm") or {}, ci.get("new") or {}
     gain = warm["auc_online"] - warm["auc_offline"]
     out = [
         (f"offline + online beats offline-only by >= {TARGET_AUC_GAIN} ROC-AUC on warm customers",
-         gain >= TARGET_AUC_GAIN, f"{gain:+.4f} ({warm['auc_online']:.4f} vs {warm['auc_offline']:.4f})"),
+         gain >= TARGET_AUC_GAIN, f"{gain:+.4f} ({warm['auc_online']:.4f} vs {warm['auc_offline']:.4f}"
+         f"{_ci(ci_warm.get('auc'))})"),
         ("offline + online has lower log loss than offline-only on warm customers",
          warm["logloss_online"] < warm["logloss_offline"],
-         f"{warm['logloss_online'] - warm['logloss_offline']:+.4f}"),
+         f"{warm['logloss_online'] - warm['logloss_offline']:+.4f}{_ci(ci_warm.get('logloss'))}"),
         ("never worse than offline-only for new customers (ROC-AUC)",
-         new["auc_online"] >= new["auc_offline"], f"{new['auc_online'] - new['auc_offline']:+.4f}"),
+         new["auc_online"] >= new["auc_offline"],
+         f"{new['auc_online'] - new['auc_offline']:+.4f}{_ci(ci_new.get('auc'))}"),
         ("never worse than offline-only for new customers (log loss)",
          new["logloss_online"] <= new["logloss_offline"],
-         f"{new['logloss_online'] - new['logloss_offline']:+.4f}"),
+         f"{new['logloss_online'] - new['logloss_offline']:+.4f}{_ci(ci_new.get('logloss'))}"),
     ]
     if warm.get("auc_river") is not None:
         out.append(("offline + online beats River's online logistic regression (warm, ROC-AUC)",
@@ -66,8 +75,10 @@ def _targets(s: dict[str, Any]) -> list[tuple[str, bool, str]]:
                     f"{s['all']['auc_online'] - s['all']['auc_river']:+.4f}"))
     aucs = [c["auc_online"] for c in s["warmup_curve"] if c["auc_online"] is not None]
     rising = len(aucs) >= 2 and aucs[-1] > aucs[0]
+    rise = s.get("warmup_rise_ci95")
     out.append(("the warm-up curve rises with history length (last bucket above the first)",
-                rising, " -> ".join(f"{a:.3f}" for a in aucs)))
+                rising, " -> ".join(f"{a:.3f}" for a in aucs)
+                + (f" (95 % CI of last - first {rise[0]:+.3f} to {rise[1]:+.3f})" if rise else "")))
     return out
 
 
@@ -174,7 +185,9 @@ def _markdown(summaries: list[dict[str, Any]], plots: dict[int, list[str]], seco
             lines.append(f"| {group} | {g['labels']:,} | {g['positives']:,} | {g['auc_offline']} | "
                          f"{g['auc_online']} | {g['auc_river']} | {g['logloss_offline']} | "
                          f"{g['logloss_online']} | {g['logloss_river']} |")
-        lines += ["", "Targets:", "", "| target | met | by |", "| --- | --- | --- |"]
+        lines += ["", f"Targets (95 % CI: the difference's interval over {BOOTSTRAP_RESAMPLES:,} resamples of "
+                  "the customers, since one customer's rows are not independent; an interval "
+                  "that includes 0 could be chance):", "", "| target | met | by |", "| --- | --- | --- |"]
         lines += [f"| {t} | {'yes' if ok else '**no**'} | {by} |" for t, ok, by in _targets(s)]
         lines += _headroom_lines(s)
         lines += ["", "Warm-up curve (quality by labels learned before the score; *generator* is the "

@@ -167,6 +167,73 @@ def _quality(rows: list[Scored], attr: str) -> dict[str, float | None]:
             "logloss": float(log_loss(y, p, labels=[0, 1]))}
 
 
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def _auc(y: np.ndarray, score: np.ndarray) -> float:
+    """ROC-AUC as the Mann-Whitney statistic (ties count half): sklearn's value, without its
+    per-call overhead, for a thousand resamples."""
+    pos = y == 1
+    n_pos = int(pos.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    _, which, count = np.unique(score, return_inverse=True, return_counts=True)
+    rank = (np.cumsum(count) - (count - 1) / 2.0)[which]  # tied scores share their mean rank
+    return float((rank[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _customer_resamples(rows: list[Scored], n: int, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+    """Row indices of ``n`` resamples of the customers, with replacement: one customer's rows are
+    not independent of each other, so the customers are what is resampled."""
+    by_customer: dict[int, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_customer.setdefault(r.customer_id, []).append(i)
+    groups = [np.asarray(g) for g in by_customer.values()]
+    for _ in range(n):
+        yield np.concatenate([groups[k] for k in rng.integers(0, len(groups), len(groups))])
+
+
+def _interval(values: list[float]) -> list[float] | None:
+    v = np.asarray([x for x in values if not math.isnan(x)])
+    return None if len(v) == 0 else [round(float(q), 4) for q in np.percentile(v, [2.5, 97.5])]
+
+
+def gain_interval(rows: list[Scored], better: str = "p_online", than: str = "p_offline",
+                  n: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict[str, list[float] | None] | None:
+    """95 % bootstrap intervals of ``better``'s ROC-AUC minus ``than``'s, and of their log loss
+    difference, on the same resampled customers (a paired comparison).
+
+    >>> rows = [Scored(i, i // 2, 0, 0, "p", p_online=float(i % 2), p_offline=0.5, label=i % 2)
+    ...         for i in range(40)]
+    >>> gain_interval(rows)["auc"]  # a perfect ranking against a constant
+    [0.5, 0.5]
+    """
+    if not rows or any(math.isnan(getattr(r, a)) for r in rows for a in (better, than)):
+        return None
+    y = np.asarray([r.label for r in rows], dtype=np.int64)
+    pa, pb = (np.clip(np.asarray([getattr(r, a) for r in rows]), 1e-6, 1 - 1e-6) for a in (better, than))
+    loss_gain = -(y * np.log(pa) + (1 - y) * np.log(1 - pa)) + (y * np.log(pb) + (1 - y) * np.log(1 - pb))
+    aucs, losses = [], []
+    for idx in _customer_resamples(rows, n, np.random.default_rng(seed)):
+        aucs.append(_auc(y[idx], pa[idx]) - _auc(y[idx], pb[idx]))
+        losses.append(float(loss_gain[idx].mean()))
+    return {"auc": _interval(aucs), "logloss": _interval(losses)}
+
+
+def rise_interval(first: list[Scored], last: list[Scored], attr: str = "p_online",
+                  n: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> list[float] | None:
+    """95 % bootstrap interval of ROC-AUC on ``last`` minus ROC-AUC on ``first`` (two groups of
+    different customers, each resampled by customer)."""
+    if not first or not last:
+        return None
+    rng = np.random.default_rng(seed)
+    ys = [np.asarray([r.label for r in g], dtype=np.int64) for g in (first, last)]
+    ps = [np.asarray([getattr(r, attr) for r in g]) for g in (first, last)]
+    draws = zip(_customer_resamples(first, n, rng), _customer_resamples(last, n, rng), strict=True)
+    return _interval([_auc(ys[1][j], ps[1][j]) - _auc(ys[0][i], ps[0][i]) for i, j in draws])
+
+
 CALIBRATION_BINS = 10
 
 
@@ -236,10 +303,11 @@ def summarize(ev: Evaluation) -> dict[str, Any]:
     rows = ev.evaluated()
     warm = [r for r in rows if r.labels_before >= WARM_LABELS]
     new = [r for r in rows if r.labels_before == 0]
-    curve = []
+    curve, buckets = [], []
     for lo, hi in WARMUP_BUCKETS:
         bucket = [r for r in rows if lo <= r.labels_before <= hi]
         if len(bucket) >= 30:
+            buckets.append(bucket)
             gen = headroom(bucket, parts=())  # the ceiling only: no fits per bucket
             curve.append({"labels_before": [lo, hi], **group_summary(bucket),
                           "auc_generator": gen and gen["auc_generator"],
@@ -269,6 +337,9 @@ def summarize(ev: Evaluation) -> dict[str, Any]:
         "cold_start_model_served": any(m.get("selection", {}).get("serve_for_cold_start", False)
                                        for m in ev.manifests.values()),
         "warmup_curve": curve,
+        "warmup_rise_ci95": rise_interval(buckets[0], buckets[-1]) if len(buckets) >= 2 else None,
+        # how sure each difference is: 95 % intervals from resampling the customers
+        "gain_ci95": {"warm": gain_interval(warm), "new": gain_interval(new), "all": gain_interval(rows)},
         "calibration_warm": {name: calibration(warm, attr) for name, attr in
                              (("offline", "p_offline"), ("online", "p_online"), ("river", "p_river"))},
         "order_anomaly": anomaly,

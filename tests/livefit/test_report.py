@@ -50,3 +50,12 @@ def test_report_writes_markdown_plots_and_summary_with_every_baseline(tmp_path):
         assert sum(b["n"] for b in cal["bins"]) == summary["warm"]["labels"], model
         assert 0.0 <= cal["ece"] < 0.5
     assert "Calibration on warm customers" in md
+    # How sure the differences are: intervals from resampling customers, around the point values.
+    for group in ("warm", "new", "all"):
+        g, ci = summary[group], summary["gain_ci95"][group]
+        assert ci["auc"][0] <= g["auc_online"] - g["auc_offline"] <= ci["auc"][1], group
+        assert ci["logloss"][0] < ci["logloss"][1], group
+    lo, hi = summary["warmup_rise_ci95"]
+    first, last = summary["warmup_curve"][0]["auc_online"], summary["warmup_curve"][-1]["auc_online"]
+    assert lo <= last - first <= hi
+    assert "95 % CI" in md
