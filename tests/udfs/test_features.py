@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from udfs.features import (
     FEATURE_NAMES,
@@ -110,3 +112,29 @@ def test_history_is_bounded():
 
 def test_price_bands():
     assert [Product(0, "c", "c", x).price_band for x in (5, 19.99, 20, 45, 80, 10_000)] == [0, 0, 1, 2, 3, 7]
+
+
+CATEGORIES = ("shoes", "bags", "skirts")
+event = st.tuples(
+    st.sampled_from(("view", "click", "add_to_cart", "order")),
+    st.builds(Product, st.integers(1, 5), st.sampled_from(CATEGORIES), st.sampled_from(("red", "blue")),
+              st.floats(0.0, 1e7)),  # the parser's range of prices
+    st.integers(-(10**12), 4 * 10**12),  # event times in any order, decades apart
+)
+
+
+@given(st.lists(event, max_size=40), event)
+def test_any_life_gives_finite_features_and_affinities_that_are_shares(life, now):
+    """Whatever a customer did, in whatever order: the vector is finite, and each smoothed
+    affinity is a share (0, 1] even when the weights decayed to nothing or the total is huge."""
+    p = CustomerProfile()
+    for kind, product, ts in life:
+        if kind == "order":
+            p.observe_order(product, product.product_id, product.price, ts, 20)
+        else:
+            p.observe_interaction(product, kind, ts, 20)
+    kind, product, ts = now
+    for x in (interaction_features(p, product, "view", ts), interaction_features(p, None, "view", ts)):
+        assert len(x) == N_FEATURES and all(math.isfinite(v) for v in x)
+        for name in ("log_category_affinity", "log_color_affinity", "log_price_band_affinity"):
+            assert 0.0 < math.exp(f(x, name)) <= 1.0 + 1e-12, name
