@@ -45,6 +45,13 @@ def _ci(interval: list[float] | None) -> str:
     return "" if not interval else f"; 95 % CI {interval[0]:+.4f} to {interval[1]:+.4f}"
 
 
+def _gain_with_ci(group: dict[str, Any]) -> str:
+    """ROC-AUC online minus offline, with its interval if the summary has one."""
+    gain = group["auc_online"] - group["auc_offline"]
+    auc_ci = (group.get("gain_ci95") or {}).get("auc")
+    return f"{gain:+.4f}" + (f" ({auc_ci[0]:+.4f} to {auc_ci[1]:+.4f})" if auc_ci else "")
+
+
 def _targets(s: dict[str, Any]) -> list[tuple[str, bool, str]]:
     """(target, met, by how much) for the issue's quality targets, with the differences' 95 %
     intervals where the summary has them (resampling customers, `gain_ci95`)."""
@@ -193,12 +200,14 @@ def _markdown(summaries: list[dict[str, Any]], plots: dict[int, list[str]], seco
         lines += ["", "Warm-up curve (quality by labels learned before the score; *generator* is the "
                   "generator's own purchase probability, the ceiling of each bucket: the buckets hold "
                   "different customers, so compare models within a row):", "",
-                  "| labels before | n | AUC offline | AUC online | AUC River | AUC generator |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+                  "| labels before | n | AUC offline | AUC online | AUC River | AUC generator | "
+                  "online - offline (95 % CI) |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
         for c in s["warmup_curve"]:
             lo, hi = c["labels_before"]
             lines.append(f"| {lo}-{hi if hi < 10**8 else '...'} | {c['labels']} | {c['auc_offline']} | "
-                         f"{c['auc_online']} | {c['auc_river']} | {c.get('auc_generator')} |")
+                         f"{c['auc_online']} | {c['auc_river']} | {c.get('auc_generator')} | "
+                         f"{_gain_with_ci(c)} |")
         offsets = ", ".join(f"{seg} {v:+.3f}" for seg, v in s["shared_drift_offsets"].items())
         for key, what in (("without_shared_drift",
                            f"the shared per-segment drift correction (the generator drifts each "

@@ -311,7 +311,8 @@ def summarize(ev: Evaluation) -> dict[str, Any]:
             gen = headroom(bucket, parts=())  # the ceiling only: no fits per bucket
             curve.append({"labels_before": [lo, hi], **group_summary(bucket),
                           "auc_generator": gen and gen["auc_generator"],
-                          "logloss_generator": gen and gen["logloss_generator"]})
+                          "logloss_generator": gen and gen["logloss_generator"],
+                          "gain_ci95": gain_interval(bucket)})
     anomaly: dict[str, Any] = {"orders": len(ev.orders)}
     scored_orders = [o for o in ev.orders if o["anomaly_score"] is not None]
     truth = np.asarray([o["truth"] for o in scored_orders], dtype=bool)

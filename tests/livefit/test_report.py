@@ -58,4 +58,7 @@ def test_report_writes_markdown_plots_and_summary_with_every_baseline(tmp_path):
     lo, hi = summary["warmup_rise_ci95"]
     first, last = summary["warmup_curve"][0]["auc_online"], summary["warmup_curve"][-1]["auc_online"]
     assert lo <= last - first <= hi
-    assert "95 % CI" in md
+    for c in summary["warmup_curve"]:  # and per bucket of the warm-up curve
+        lo, hi = c["gain_ci95"]["auc"]
+        assert lo <= c["auc_online"] - c["auc_offline"] <= hi, c["labels_before"]
+    assert "95 % CI" in md and "online - offline (95 % CI)" in md
