@@ -25,7 +25,7 @@ import dataclasses
 import json
 import math
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,7 +183,7 @@ def _auc(y: np.ndarray, score: np.ndarray) -> float:
     return float((rank[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def _customer_resamples(rows: list[Scored], n: int, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+def _customer_resamples(rows: list[Scored], n: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """Row indices of ``n`` resamples of the customers, with replacement: one customer's rows are
     not independent of each other, so the customers are what is resampled."""
     by_customer: dict[int, list[int]] = {}
