@@ -339,7 +339,6 @@ def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
     stop = threading.Event()
     traffic_thread: threading.Thread | None = None
     watcher: ScoreWatcher | None = None
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         status = manager.status(cfg)
         if not status.get("postgres_dsn") or status.get("feeder") is not True:
@@ -502,14 +501,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _raise_interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the command's finally blocks stop
+    # the processes it started (a broker, a job, a stack) instead of leaving them running.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         cfg = load_config(args.config)
         return int(args.func(cfg, args) or 0)
     except (ConfigError, FileNotFoundError, RuntimeError) as exc:
         print(f"livefit {args.command}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"livefit {args.command}: interrupted; stopped what it had started", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

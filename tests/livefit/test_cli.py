@@ -46,3 +46,40 @@ def test_a_servable_model_is_kept(tmp_path, trained):
     save(tmp_path, list(FEATURE_NAMES))
     cli._ensure_model(config(tmp_path))
     assert trained == []
+
+
+def test_sigterm_stops_what_the_bench_started():
+    """A CI timeout or `kill` sends SIGTERM: the bench stops its broker and its Flink job on the
+    way out (until session 31 they kept running)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import psutil
+
+    repo = Path(__file__).resolve().parents[2]
+    bench = subprocess.Popen([sys.executable, "-m", "livefit.cli", "bench", "--scale", "20000"],
+                             cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    started: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 300
+        assert bench.stdout is not None
+        for line in bench.stdout:  # until its job is up: a broker and a Flink job of its own
+            if "rocksdb job starting" in line or time.monotonic() > deadline:
+                break
+        time.sleep(5)
+        started = psutil.Process(bench.pid).children(recursive=True)
+        assert any("tansu" in " ".join(p.cmdline()) for p in started), "no broker started"
+        assert any("score_job.py" in " ".join(p.cmdline()) for p in started), "no job started"
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(180) == 130
+        _, alive = psutil.wait_procs(started, timeout=60)
+        assert not alive, [" ".join(p.cmdline())[:80] for p in alive]
+    finally:
+        for p in [*started, psutil.Process(bench.pid)] if bench.poll() is None else started:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
