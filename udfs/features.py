@@ -196,7 +196,7 @@ def interaction_features(
         vs_spend = math.log((product.price + 1.0) / (usual + 1.0)) if n_o else 0.0
         seen = profile.history_pid.count(product.product_id)
     else:  # an unknown product: as if of a value the customer never looked at
-        cat = col = band = PRIOR_WEIGHT * PRIOR_SHARE / (total * decay + PRIOR_WEIGHT)
+        cat = col = band = _smoothed_share({}, None, total, decay)
         log_price = vs_spend = 0.0
         seen = 0
     # The cross is the product of the shares: a log of it would only repeat the sum of the logs.

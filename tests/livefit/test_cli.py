@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
 import pytest
 
 from livefit import cli
@@ -51,14 +58,6 @@ def test_a_servable_model_is_kept(tmp_path, trained):
 def test_sigterm_stops_what_the_bench_started():
     """A CI timeout or `kill` sends SIGTERM: the bench stops its broker and its Flink job on the
     way out (until session 31 they kept running)."""
-    import signal
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
-    import psutil
-
     repo = Path(__file__).resolve().parents[2]
     bench = subprocess.Popen([sys.executable, "-m", "livefit.cli", "bench", "--scale", "20000"],
                              cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
