@@ -25,7 +25,9 @@ def test_a_busy_child_counts_toward_its_parents_tree_only_and_an_idle_process_no
         busy = subprocess.Popen([sys.executable, "-c", BUSY_THEN_IDLE])
         try:
             deadline = time.monotonic() + 30
-            while sum(psutil.Process(busy.pid).cpu_times()[:2]) < 0.4:
+            # Wait for most of its 0.4 s: the kernel's tick-based times can lag the precise
+            # clock the child stops on (once seen in a full run, right after the cluster test).
+            while sum(psutil.Process(busy.pid).cpu_times()[:2]) < 0.3:
                 assert time.monotonic() < deadline, "the busy child never got its CPU"
                 time.sleep(0.05)
             cores = shares.cores()
