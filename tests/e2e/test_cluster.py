@@ -72,8 +72,12 @@ def test_flink_run_metrics_model_swap_and_cancel(stack: Stack):
         version = wait_metric(cfg, job_id, "", "model_version", lambda v: v == 1)
         tracked = wait_metric(cfg, job_id, "", "customers_tracked", lambda v: v > 0)
         updates = wait_metric(cfg, job_id, "", "sgd_updates", lambda v: v > 0)
+        # Checkpoints every 2 s here: the states changed before each barrier are written then.
+        written = wait_metric(cfg, job_id, "", "states_written_at_barriers", lambda v: v > 0)
+        write_back_us = wait_metric(cfg, job_id, "", "barrier_write_back_us", lambda v: v > 0)
         print(f"[cluster] REST metrics: events_scored={scored} model_version={version} "
-              f"customers_tracked={tracked} sgd_updates={updates}")
+              f"customers_tracked={tracked} sgd_updates={updates} "
+              f"states_written_at_barriers={written} barrier_write_back_us={write_back_us}")
 
         # Live swap: a new version, chosen through the control topic, serves the next events.
         train(cfg.postgres.dsn, cfg.job.model_dir, cfg.job.model_name, horizon_ms, cfg.job.history_len)
