@@ -232,6 +232,7 @@ def cmd_report(cfg: Config, args: argparse.Namespace) -> int:
     from livefit.report import report
 
     seeds = [cfg.data.seed if args.seed is None else args.seed, *(args.also_seed or [])]
+    cfg.data.customers = args.customers or cfg.data.report_customers
     summary = report(seeds, Path(args.out), say=_say, with_river=not args.no_river, cfg=cfg)
     missed = [t["target"] for s in summary["seeds"] for t in s["targets"] if not t["met"]]
     if missed:
@@ -492,6 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "PNG, summary.json)")
     r.add_argument("--seed", type=int, help="workload seed (default: data.seed, 7)")
     r.add_argument("--also-seed", type=int, action="append", help="more seeds in the same report")
+    r.add_argument("--customers", type=int,
+                   help="customers in the workload (default: data.report_customers, 3000)")
     r.add_argument("--out", default="docs/quality", help="output directory (default %(default)s)")
     r.add_argument("--no-river", action="store_true", help="skip the River baseline (no venv)")
     r.set_defaults(func=cmd_report)

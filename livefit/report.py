@@ -80,12 +80,19 @@ def _targets(s: dict[str, Any]) -> list[tuple[str, bool, str]]:
         out.append(("offline + online beats River's online logistic regression (all, ROC-AUC)",
                     s["all"]["auc_online"] > s["all"]["auc_river"],
                     f"{s['all']['auc_online'] - s['all']['auc_river']:+.4f}"))
+    # The curve's start against its bulk (new vs warm customers), with the generator's ceiling
+    # of each group: a rise with equal ceilings is the warm-up, not easier customers.
     aucs = [c["auc_online"] for c in s["warmup_curve"] if c["auc_online"] is not None]
-    rising = len(aucs) >= 2 and aucs[-1] > aucs[0]
-    rise = s.get("warmup_rise_ci95")
-    out.append(("the warm-up curve rises with history length (last bucket above the first)",
-                rising, " -> ".join(f"{a:.3f}" for a in aucs)
-                + (f" (95 % CI of last - first {rise[0]:+.3f} to {rise[1]:+.3f})" if rise else "")))
+    rise, last = s.get("warmup_rise_new_to_warm_ci95"), s.get("warmup_rise_ci95")
+    ceiling = {g: (s.get("headroom", {}).get(g) or {}).get("auc_generator") for g in ("new", "warm")}
+    out.append(("the warm-up curve rises with history length (warm customers above new ones)",
+                warm["auc_online"] > new["auc_online"],
+                f"{warm['auc_online'] - new['auc_online']:+.4f} ({new['auc_online']:.4f} new -> "
+                f"{warm['auc_online']:.4f} warm{_ci(rise)}"
+                + (f"; the generator's ceiling {ceiling['new']:.4f} new, {ceiling['warm']:.4f} warm"
+                   if None not in ceiling.values() else "")
+                + "); by bucket " + " -> ".join(f"{a:.3f}" for a in aucs)
+                + (f" (last - first: 95 % CI {last[0]:+.3f} to {last[1]:+.3f})" if last else "")))
     return out
 
 

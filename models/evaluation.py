@@ -333,6 +333,9 @@ def summarize(ev: Evaluation) -> dict[str, Any]:
         "cold_start_model_served": any(m.get("selection", {}).get("serve_for_cold_start", False)
                                        for m in ev.manifests.values()),
         "warmup_curve": curve,
+        # The curve's start (no label yet) against its bulk (>= WARM_LABELS): the last bucket
+        # alone is a thin tail (~2 % of the labels), too few to tell a rise from noise.
+        "warmup_rise_new_to_warm_ci95": rise_interval(new, warm),
         "warmup_rise_ci95": rise_interval(buckets[0], buckets[-1]) if len(buckets) >= 2 else None,
         # how sure each difference is: 95 % intervals from resampling the customers
         "gain_ci95": {"warm": gain_interval(warm), "new": gain_interval(new), "all": gain_interval(rows)},

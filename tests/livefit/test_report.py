@@ -58,6 +58,9 @@ def test_report_writes_markdown_plots_and_summary_with_every_baseline(tmp_path):
     lo, hi = summary["warmup_rise_ci95"]
     first, last = summary["warmup_curve"][0]["auc_online"], summary["warmup_curve"][-1]["auc_online"]
     assert lo <= last - first <= hi
+    lo, hi = summary["warmup_rise_new_to_warm_ci95"]
+    assert lo <= summary["warm"]["auc_online"] - summary["new"]["auc_online"] <= hi
+    assert "warm customers above new ones" in md
     for c in summary["warmup_curve"]:  # and per bucket of the warm-up curve
         lo, hi = c["gain_ci95"]["auc"]
         assert lo <= c["auc_online"] - c["auc_offline"] <= hi, c["labels_before"]
