@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from livefit.config import Config
-from models.evaluation import BOOTSTRAP_RESAMPLES, WARM_LABELS, attach_river, run, summarize
+from models.evaluation import (
+    BOOTSTRAP_RESAMPLES,
+    WARM_LABELS,
+    Evaluation,
+    attach_river,
+    gain_interval,
+    run,
+    summarize,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RIVER_REQUIREMENTS = REPO / "models" / "river-requirements.txt"
@@ -43,6 +51,15 @@ def river_python(venv_dir: Path = REPO / ".venvs" / "river",
 
 def _ci(interval: list[float] | None) -> str:
     return "" if not interval else f"; 95 % CI {interval[0]:+.4f} to {interval[1]:+.4f}"
+
+
+def _added(served: dict[str, Any], without: dict[str, Any], metric: str,
+           interval: list[float] | None) -> str:
+    """What a part of the online learning adds to ``metric`` (served minus without it)."""
+    a, b = served[f"{metric}_online"], without[f"{metric}_online"]
+    if a is None or b is None:
+        return ""
+    return f"{a - b:+.4f}" + (f" ({interval[0]:+.4f} to {interval[1]:+.4f})" if interval else "")
 
 
 def _gain_with_ci(group: dict[str, Any]) -> str:
@@ -223,11 +240,16 @@ def _markdown(summaries: list[dict[str, Any]], plots: dict[int, list[str]], seco
                           ("without_personal_residual", "the per-customer residual")):
             ab = s.get(key)
             if ab:
-                lines += ["", f"Without {what}, online would be:", "",
-                          "| group | AUC online with / without | log loss online with / without |",
-                          "| --- | ---: | ---: |"]
+                cis = ab.get("gain_ci95") or {}
+                lines += ["", f"Without {what}, online would be (what it adds: with minus without, "
+                          "95 % CI from resampling customers):", "",
+                          "| group | AUC online with / without | log loss online with / without | "
+                          "AUC added (95 % CI) | log loss added (95 % CI) |",
+                          "| --- | ---: | ---: | --- | --- |"]
                 lines += [f"| {g} | {s[g]['auc_online']} / {ab[g]['auc_online']} | "
-                          f"{s[g]['logloss_online']} / {ab[g]['logloss_online']} |"
+                          f"{s[g]['logloss_online']} / {ab[g]['logloss_online']} | "
+                          f"{_added(s[g], ab[g], 'auc', (cis.get(g) or {}).get('auc'))} | "
+                          f"{_added(s[g], ab[g], 'logloss', (cis.get(g) or {}).get('logloss'))} |"
                           for g in ("warm", "new", "all")]
         cal = s.get("calibration_warm", {})
         if any(cal.values()):
@@ -248,12 +270,24 @@ def _markdown(summaries: list[dict[str, Any]], plots: dict[int, list[str]], seco
     return "\n".join(lines)
 
 
-def _ablation(cfg: Config, seed: int, **job_changes: Any) -> dict[str, dict[str, Any]]:
-    """Online quality of the same replay with ``job_changes`` (e.g. one part switched off)."""
+def _ablation(cfg: Config, seed: int, served: Evaluation, **job_changes: Any) -> dict[str, Any]:
+    """Online quality of the same replay with ``job_changes`` (e.g. one part switched off), and
+    the 95 % interval of what that part adds: ``served``'s online predictions against the
+    ablated ones on the same rows, resampling customers (``gain_ci95``)."""
     changed = dataclasses.replace(cfg, job=dataclasses.replace(cfg.job, **job_changes))
-    s = summarize(run(seed, cfg=changed, data=dataclasses.replace(cfg.data, seed=seed),
-                      say=lambda _m: None))
-    return {g: {k: s[g][k] for k in ("auc_online", "logloss_online")} for g in ("warm", "new", "all")}
+    ablated = run(seed, cfg=changed, data=dataclasses.replace(cfg.data, seed=seed), say=lambda _m: None)
+    s = summarize(ablated)
+    out: dict[str, Any] = {g: {k: s[g][k] for k in ("auc_online", "logloss_online")}
+                           for g in ("warm", "new", "all")}
+    # The replay is deterministic in its labels, so both runs evaluate the same interactions with
+    # the same label counts; the ablated probability takes the offline slot of a paired row.
+    without = {r.interaction_id: r.p_online for r in ablated.evaluated()}
+    paired = [dataclasses.replace(r, p_offline=without[r.interaction_id])
+              for r in served.evaluated() if r.interaction_id in without]
+    out["gain_ci95"] = {
+        "warm": gain_interval([r for r in paired if r.labels_before >= WARM_LABELS]),
+        "new": gain_interval([r for r in paired if r.labels_before == 0])}
+    return out
 
 
 def report(seeds: list[int], out: Path, say: Callable[[str], None] = print,
@@ -281,10 +315,10 @@ def report(seeds: list[int], out: Path, say: Callable[[str], None] = print,
         # What each part of the online learning adds: the same replay without it.
         if cfg.job.drift_publish_every_labels > 0:
             say(f"[report] seed {seed}: again without the shared per-segment correction")
-            s["without_shared_drift"] = _ablation(cfg, seed, drift_publish_every_labels=0)
+            s["without_shared_drift"] = _ablation(cfg, seed, ev, drift_publish_every_labels=0)
         say(f"[report] seed {seed}: again without the per-customer residual")
         # An infinitely precise prior: the residual's weights and bias never move from zero.
-        s["without_personal_residual"] = _ablation(cfg, seed, online_prior_precision=math.inf,
+        s["without_personal_residual"] = _ablation(cfg, seed, ev, online_prior_precision=math.inf,
                                                    online_prior_precision_bias=math.inf)
         s["targets"] = [{"target": t, "met": ok, "by": by} for t, ok, by in _targets(s)]
         summaries.append(s)

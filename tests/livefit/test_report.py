@@ -61,6 +61,11 @@ def test_report_writes_markdown_plots_and_summary_with_every_baseline(tmp_path):
     lo, hi = summary["warmup_rise_new_to_warm_ci95"]
     assert lo <= summary["warm"]["auc_online"] - summary["new"]["auc_online"] <= hi
     assert "warm customers above new ones" in md
+    # What each part adds, on the same rows with and without it (a paired interval).
+    for part in ("without_shared_drift", "without_personal_residual"):
+        lo, hi = summary[part]["gain_ci95"]["warm"]["auc"]
+        assert lo <= summary["warm"]["auc_online"] - summary[part]["warm"]["auc_online"] <= hi, part
+    assert "AUC added (95 % CI)" in md
     for c in summary["warmup_curve"]:  # and per bucket of the warm-up curve
         lo, hi = c["gain_ci95"]["auc"]
         assert lo <= c["auc_online"] - c["auc_offline"] <= hi, c["labels_before"]
