@@ -82,3 +82,23 @@ def test_sigterm_stops_what_the_bench_started():
                 p.kill()
             except psutil.NoSuchProcess:
                 pass
+
+
+def test_report_runs_on_the_report_workload_unless_told_how_many_customers(tmp_path, monkeypatch):
+    """`livefit report` replays data.report_customers customers (more than the demo's, so that its
+    intervals decide); --customers overrides it."""
+    runs: list[int] = []
+    from livefit import report
+
+    def fake_report(seeds, out, say, with_river, cfg):
+        runs.append(cfg.data.customers)
+        return {"seeds": []}
+
+    monkeypatch.setattr(report, "report", fake_report)
+    cfg = load_config(None, env={})
+    assert cfg.data.report_customers > cfg.data.customers
+    parser = cli.build_parser()
+    for argv in (["report", "--no-river"], ["report", "--no-river", "--customers", "150"]):
+        args = parser.parse_args([*argv, "--out", str(tmp_path)])
+        assert cli.cmd_report(load_config(None, env={}), args) == 0
+    assert runs == [cfg.data.report_customers, 150]
