@@ -282,8 +282,11 @@ def _ablation(cfg: Config, seed: int, served: Evaluation, **job_changes: Any) ->
     # The replay is deterministic in its labels, so both runs evaluate the same interactions with
     # the same label counts; the ablated probability takes the offline slot of a paired row.
     without = {r.interaction_id: r.p_online for r in ablated.evaluated()}
-    paired = [dataclasses.replace(r, p_offline=without[r.interaction_id])
-              for r in served.evaluated() if r.interaction_id in without]
+    rows = served.evaluated()
+    if {r.interaction_id for r in rows} != set(without):
+        raise RuntimeError(f"seed {seed}: the replay with {job_changes} evaluated other interactions "
+                           "than the served one; the replay is not deterministic in its labels")
+    paired = [dataclasses.replace(r, p_offline=without[r.interaction_id]) for r in rows]
     out["gain_ci95"] = {
         "warm": gain_interval([r for r in paired if r.labels_before >= WARM_LABELS]),
         "new": gain_interval([r for r in paired if r.labels_before == 0])}
