@@ -423,17 +423,15 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         MAX_UNWRITTEN_STEPS times (what a roll-back replays stays short), and all of the shard's
         while more customers than the state cache holds wait (memory stays bounded)."""
         states = self.states
-        if marker:
-            # Operators see what the write-back before each barrier holds the thread up: the
-            # scores of the changes behind it wait that long (~60-120 us per state measured).
+        if marker or not self.state_write_back or states.changed > self.state_cache_customers:
             started = time.perf_counter()
             written = states.flush(shard)
             self._write_due(shard)
-            self.counts.pending["states_written_at_barriers"] += len(written)
-            self.counts.pending["barrier_write_back_us"] += round((time.perf_counter() - started) * 1e6)
-        elif not self.state_write_back or states.changed > self.state_cache_customers:
-            written = states.flush(shard)
-            self._write_due(shard)
+            if marker:
+                # Operators see what the write-back before each barrier holds the thread up: the
+                # scores of the changes behind it wait that long (~60-120 us per state measured).
+                self.counts.pending["states_written_at_barriers"] += len(written)
+                self.counts.pending["barrier_write_back_us"] += round((time.perf_counter() - started) * 1e6)
         elif self.write_now:
             written = states.flush(shard, only=self.write_now)
         else:

@@ -294,10 +294,17 @@ def headroom(rows: list[Scored], parts: tuple[str, ...] = PurchaseTruth._fields)
     return out
 
 
+def groups(rows: list[Scored]) -> dict[str, list[Scored]]:
+    """The report's groups: *warm* (scored with >= WARM_LABELS labels learned), *new* (none yet)
+    and *all*."""
+    return {"warm": [r for r in rows if r.labels_before >= WARM_LABELS],
+            "new": [r for r in rows if r.labels_before == 0], "all": rows}
+
+
 def summarize(ev: Evaluation) -> dict[str, Any]:
     rows = ev.evaluated()
-    warm = [r for r in rows if r.labels_before >= WARM_LABELS]
-    new = [r for r in rows if r.labels_before == 0]
+    by_group = groups(rows)
+    warm, new = by_group["warm"], by_group["new"]
     curve, buckets = [], []
     for lo, hi in WARMUP_BUCKETS:
         bucket = [r for r in rows if lo <= r.labels_before <= hi]
