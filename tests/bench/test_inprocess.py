@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.inprocess import SklearnOnlinePerEvent, naive_logic, run_loop
+from bench.inprocess import SklearnOnlinePerEvent, customer_sample, naive_logic, run_loop
 from livefit.config import DataConfig, load_config
 from livefit.workload import build_workload
 from models.train import train_on_history
 from udfs.customer import CustomerLogic
+from udfs.envelope import ChangeEvent, parse_record
 
 
 def test_every_interaction_gets_one_label_and_the_state_sizes_are_measured(tmp_path: Path):
@@ -55,3 +56,30 @@ def test_the_naive_online_model_starts_at_the_offline_model_and_learns_by_partia
     assert m.learn_one(x, 0.0, 1) == 0.5  # p before the step
     assert m.n_updates == 1
     assert m.predict_proba_one(x, 0.0) > 0.5  # moved toward the positive it saw
+
+
+def test_the_naive_baselines_sample_keeps_whole_histories_of_every_nth_customer():
+    """Not the workload's first interactions: the sample spans the whole time range, holds every
+    change of the customers it keeps and none of the others', and every product change."""
+    cfg = load_config(None, env={})
+    workload = build_workload(cfg, DataConfig(customers=60, products=40, history_days=20))
+    sample = customer_sample(workload, 4)
+
+    def parsed(records: list) -> list:
+        return [parse_record(t, 0, i, ts, k, v) for i, (t, k, v, ts) in enumerate(records)]
+
+    full, kept = parsed(workload.records), parsed(sample.records)
+    def customers(events: list) -> set:
+        return {e.customer_id for e in events if isinstance(e, ChangeEvent) and e.customer_id is not None}
+    assert customers(kept) == {c for c in customers(full) if c % 4 == 0} != set()
+    expected = [r for r, e in zip(workload.records, full, strict=True)
+                if not (isinstance(e, ChangeEvent) and e.customer_id is not None and e.customer_id % 4)]
+    assert sample.records == expected  # in order, nothing of a kept customer left out
+    assert sum(isinstance(e, ChangeEvent) and e.table == "products" for e in kept) == sum(
+        isinstance(e, ChangeEvent) and e.table == "products" for e in full)
+    interactions = [e for e in kept if isinstance(e, ChangeEvent) and e.table == "interactions"]
+    assert sample.interactions == len(interactions) < workload.interactions
+    every_one = [e.event_ts_ms for e in full if isinstance(e, ChangeEvent) and e.table == "interactions"]
+    span = every_one[-1] - every_one[0]
+    assert interactions[-1].event_ts_ms - interactions[0].event_ts_ms > 0.8 * span
+    assert customer_sample(workload, 1).records == workload.records
