@@ -40,6 +40,7 @@ import psutil
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.inprocess import customer_sample, naive_logic, run_loop
+from bench.operator import Feed, run_operator
 from livefit import flink_cluster as fc
 from livefit.config import Config, DataConfig, load_config
 from livefit.kafka_io import client_conf, ensure_topics, producer
@@ -493,6 +494,12 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
         stop_pid(broker_pid)
     headline = cfg.flink.python_execution_mode if cfg.flink.python_execution_mode in runs else modes[0]
     job = runs[headline]
+    # The scoring operator alone, fed at the rate the job read its input: what its own Python
+    # adds to the limit, apart from what Flink adds to it.
+    operator = run_operator(cfg, cfg.job.model_dir, Feed.of(
+        workload, cfg, job["eps"] * len(workload.records) / max(workload.interactions, 1)))
+    say(f"the scoring operator in this process, fed as the job fed it: {operator['eps']:,.0f} "
+        f"interactions/s (micro-batches of {operator['records_per_batch']} records)")
     return {
         "events": len(workload.records), "interactions": workload.interactions,
         "job_eps": job["eps"], "job_seconds": job["seconds"], "job_mode": headline,
@@ -501,6 +508,9 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
         "job_learned_eps": job["learned_eps"], "job_learned_seconds": job["learned_seconds"],
         "job_by_mode": runs, "job_runs_on": runs_on,
         "limit_eps": limit["eps"], "naive_eps": naive["eps"],
+        "operator_in_process": operator,
+        "ratio_operator_limit": round(operator["eps"] / limit["eps"], 4),
+        "ratio_job_operator": round(job["eps"] / operator["eps"], 4),
         "ratio_job_limit": round(job["eps"] / limit["eps"], 4),
         "ratio_job_naive": round(job["eps"] / naive["eps"], 2),
         "naive_sample": {"every_nth_customer": every, "interactions": sample.interactions,
@@ -959,6 +969,9 @@ def print_table(r: dict[str, Any]) -> None:
           if "naive_sample" in r else ()),
         *((("naive, scoring only: sklearn for the offline and anomaly models (interactions/s)",
             f"{r['naive_scoring_only_eps']:,.0f}"),) if "naive_scoring_only_eps" in r else ()),
+        *((("the scoring operator in process, no Flink (interactions/s); / limit; job / it",
+            f"{r['operator_in_process']['eps']:,.0f}; {r['ratio_operator_limit']:.3f}; "
+            f"{r['ratio_job_operator']:.3f}"),) if "operator_in_process" in r else ()),
         ("job / limit", f"{r['ratio_job_limit']:.3f}"),
         ("job / naive", f"{r['ratio_job_naive']:.2f}"),
         *((("job / naive, scoring only", f"{r['ratio_job_naive_scoring_only']:.2f}"),)

@@ -1,0 +1,44 @@
+"""The scoring operator run in process (bench/operator.py): fed as the JVM feeds it, it must do
+exactly the job's work, or the bench's split of the gap between the limit and the job means
+nothing. Its labels and their features are held to the in-process limit's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from bench.inprocess import run_loop
+from bench.operator import Feed, labels_of, run_operator
+from livefit.config import DataConfig, load_config
+from livefit.workload import build_workload
+from models.train import train_on_history
+from udfs.customer import CustomerLogic
+
+
+def test_the_operator_fed_like_the_job_learns_every_label_the_limit_does(tmp_path: Path):
+    cfg = load_config(None, env={})
+    workload = build_workload(cfg, DataConfig(customers=80, products=40, history_days=20))
+    train_on_history(workload.history, workload.products, str(tmp_path), cfg.job.model_name,
+                     int(cfg.job.label_horizon_s * 1000), cfg.job.history_len, say=lambda m: None)
+    logic = CustomerLogic.for_serving(str(tmp_path), cfg.job.model_name, 0, cfg.job.anomaly_model_name,
+                                      cfg.job.scoring_params())
+    features: dict[int, list[float]] = {}
+    limit = run_loop(workload, logic, cfg.job.max_out_of_orderness_ms, features=features)
+
+    # A slow feed: batches of a few records, watermarks and checkpoints' flush markers in between.
+    cfg.job.checkpoint_interval_ms = 1000
+    feed = Feed.of(workload, cfg, records_per_s=500)
+    calls = [call for chunk in feed.calls(cfg, chunk_records=1000) for call in chunk]
+    kinds = [call[0] for call in calls]
+    assert kinds.count("marker") >= 2 and kinds.count("watermark") > 10
+    assert kinds.count("batch") > len(workload.records) // 20
+
+    outputs: list[bytes] = []
+    r = run_operator(cfg, str(tmp_path), feed, outputs)
+    labels = [orjson.loads(v) for v in labels_of(outputs, cfg.kafka.labels_topic)]
+    assert r["labels"] == len(labels) == limit["labels"] == workload.interactions
+    assert r["events_scored"] == limit["interactions_scored"] + limit["orders_scored"]
+    assert r["dead_lettered"] == 0
+    assert sum(label["label"] for label in labels) == limit["positives"]
+    assert {label["interaction_id"]: label["features"] for label in labels} == features
