@@ -3,26 +3,17 @@ label counts the regression guard holds the job to."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from bench.inprocess import SklearnOnlinePerEvent, customer_sample, naive_logic, run_loop
 from livefit.config import DataConfig, load_config
 from livefit.workload import build_workload
-from models.train import train_on_history
-from udfs.customer import CustomerLogic
+from tests.bench.conftest import Trained
 from udfs.envelope import ChangeEvent, parse_record
 
 
-def test_every_interaction_gets_one_label_and_the_state_sizes_are_measured(tmp_path: Path):
-    cfg = load_config(None, env={})
-    workload = build_workload(cfg, DataConfig(customers=60, products=40, history_days=20))
-    horizon_ms = int(cfg.job.label_horizon_s * 1000)
-    train_on_history(workload.history, workload.products, str(tmp_path), cfg.job.model_name,
-                     horizon_ms, cfg.job.history_len, say=lambda m: None)
-    logic = CustomerLogic.for_serving(str(tmp_path), cfg.job.model_name, 0, cfg.job.anomaly_model_name,
-                                      cfg.job.scoring_params())
+def test_every_interaction_gets_one_label_and_the_state_sizes_are_measured(trained: Trained):
+    cfg, workload, logic = trained(DataConfig(customers=60, products=40, history_days=20))
     r = run_loop(workload, logic, cfg.job.max_out_of_orderness_ms)
     assert r["interactions_scored"] == workload.interactions
     assert r["labels"] == workload.interactions  # the end of input resolves the pending ones
@@ -31,15 +22,10 @@ def test_every_interaction_gets_one_label_and_the_state_sizes_are_measured(tmp_p
     assert 0 < r["state_bytes_per_customer_mean"] <= min(2048, r["state_bytes_per_customer_max"])
 
 
-def test_the_naive_baseline_does_the_same_work_through_sklearn(tmp_path: Path):
+def test_the_naive_baseline_does_the_same_work_through_sklearn(trained: Trained):
     """Same labels at the same moments as the limit; every model call through sklearn, the online
     model learning by partial_fit."""
-    cfg = load_config(None, env={})
-    workload = build_workload(cfg, DataConfig(customers=40, products=30, history_days=15))
-    train_on_history(workload.history, workload.products, str(tmp_path), cfg.job.model_name,
-                     int(cfg.job.label_horizon_s * 1000), cfg.job.history_len, say=lambda m: None)
-    logic = CustomerLogic.for_serving(str(tmp_path), cfg.job.model_name, 0, cfg.job.anomaly_model_name,
-                                      cfg.job.scoring_params())
+    cfg, workload, logic = trained(DataConfig(customers=40, products=30, history_days=15))
     limit = run_loop(workload, logic, cfg.job.max_out_of_orderness_ms)
     naive = run_loop(workload, naive_logic(logic), cfg.job.max_out_of_orderness_ms)
     scoring_only = run_loop(workload, naive_logic(logic, online_through_sklearn=False),

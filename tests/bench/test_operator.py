@@ -4,25 +4,16 @@ nothing. Its labels and their features are held to the in-process limit's."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import orjson
 
 from bench.inprocess import run_loop
 from bench.operator import Feed, labels_of, run_operator
-from livefit.config import DataConfig, load_config
-from livefit.workload import build_workload
-from models.train import train_on_history
-from udfs.customer import CustomerLogic
+from livefit.config import DataConfig
+from tests.bench.conftest import Trained
 
 
-def test_the_operator_fed_like_the_job_learns_every_label_the_limit_does(tmp_path: Path):
-    cfg = load_config(None, env={})
-    workload = build_workload(cfg, DataConfig(customers=80, products=40, history_days=20))
-    train_on_history(workload.history, workload.products, str(tmp_path), cfg.job.model_name,
-                     int(cfg.job.label_horizon_s * 1000), cfg.job.history_len, say=lambda m: None)
-    logic = CustomerLogic.for_serving(str(tmp_path), cfg.job.model_name, 0, cfg.job.anomaly_model_name,
-                                      cfg.job.scoring_params())
+def test_the_operator_fed_like_the_job_learns_every_label_the_limit_does(trained: Trained):
+    cfg, workload, logic = trained(DataConfig(customers=80, products=40, history_days=20))
     features: dict[int, list[float]] = {}
     limit = run_loop(workload, logic, cfg.job.max_out_of_orderness_ms, features=features)
 
@@ -35,7 +26,7 @@ def test_the_operator_fed_like_the_job_learns_every_label_the_limit_does(tmp_pat
     assert kinds.count("batch") > len(workload.records) // 20
 
     outputs: list[bytes] = []
-    r = run_operator(cfg, str(tmp_path), feed, outputs)
+    r = run_operator(cfg, cfg.job.model_dir, feed, outputs)
     labels = [orjson.loads(v) for v in labels_of(outputs, cfg.kafka.labels_topic)]
     assert r["labels"] == len(labels) == limit["labels"] == workload.interactions
     assert r["events_scored"] == limit["interactions_scored"] + limit["orders_scored"]
