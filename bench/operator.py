@@ -233,7 +233,6 @@ def run_operator(cfg: Config, model_dir: str, the_feed: Feed,
         j.drift_publish_every_labels > 0, the_feed.shard_keys, j.max_created_after_commit_ms,
         j.state_write_back, j.metrics_min_interval_ms)
     runtime = _RuntimeContext(keyed)
-    operator.open(runtime)
     ctx = _Context(keyed)
     out_bytes = 0
 
@@ -245,7 +244,10 @@ def run_operator(cfg: Config, model_dir: str, the_feed: Feed,
                 outputs.append(element)
 
     seconds = 0.0
-    with streaming_gc():  # as the job's operators run
+    # As the job's operators run; open() around it too: it freezes the heap for good, as a job
+    # does at its start, which this process must not keep afterwards.
+    with streaming_gc():
+        operator.open(runtime)
         for chunk in the_feed.calls(cfg):
             t0 = time.perf_counter()
             for call in chunk:

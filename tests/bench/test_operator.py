@@ -4,6 +4,8 @@ nothing. Its labels and their features are held to the in-process limit's."""
 
 from __future__ import annotations
 
+import gc
+
 import orjson
 
 from bench.inprocess import run_loop
@@ -26,7 +28,9 @@ def test_the_operator_fed_like_the_job_learns_every_label_the_limit_does(trained
     assert kinds.count("batch") > len(workload.records) // 20
 
     outputs: list[bytes] = []
+    frozen = gc.get_freeze_count()
     r = run_operator(cfg, cfg.job.model_dir, feed, outputs)
+    assert gc.get_freeze_count() == frozen  # the operator's open() froze the heap only for the run
     labels = [orjson.loads(v) for v in labels_of(outputs, cfg.kafka.labels_topic)]
     assert r["labels"] == len(labels) == limit["labels"] == workload.interactions
     assert r["events_scored"] == limit["interactions_scored"] + limit["orders_scored"]
