@@ -120,7 +120,7 @@ def customer_sample(workload: Workload, every: int) -> Workload:
 
 
 def run_loop(workload: Workload, logic: CustomerLogic, out_of_orderness_ms: int,
-             max_interactions: int | None = None, drift_publish_every: int = 0,
+             drift_publish_every: int = 0,
              features: dict[int, list[float]] | None = None) -> dict[str, Any]:
     """The work over ``workload`` in commit order, timed. ``features``, if given, gets each
     labelled interaction's features as scored (the reference the job is compared with)."""
@@ -144,18 +144,15 @@ def run_loop(workload: Workload, logic: CustomerLogic, out_of_orderness_ms: int,
                     positives += label["label"]
                     if features is not None:
                         features[label["interaction_id"]] = label["features"]
-            if max_interactions is not None and scored >= max_interactions:
-                break
         seconds = time.perf_counter() - t0
     customers = len(runner.states)
     sizes = [len(encode_state(s)) for s in list(runner.states.values())[:2000]
              if not isinstance(s.online, SklearnOnlinePerEvent)]  # livefit's layout only
-    if max_interactions is None:  # the labels still pending at the end, as the job resolves them
-        for out in runner.finish():  # (the end of time also expires every customer)
-            labels += len(out.labels)
-            positives += sum(label["label"] for label in out.labels)
-            if features is not None:
-                features.update((label["interaction_id"], label["features"]) for label in out.labels)
+    for out in runner.finish():  # the labels still pending at the end, as the job resolves them
+        labels += len(out.labels)  # (the end of time also expires every customer)
+        positives += sum(label["label"] for label in out.labels)
+        if features is not None:
+            features.update((label["interaction_id"], label["features"]) for label in out.labels)
     return {"events": events, "interactions_scored": scored, "seconds": round(seconds, 3),
             "eps": round(scored / seconds, 1), "input_events_per_s": round(events / seconds, 1),
             "orders_scored": orders, "scored_events_eps": round((scored + orders) / seconds, 1),

@@ -29,7 +29,7 @@ from typing import Any
 from livefit.config import Config
 from livefit.gc_tuning import streaming_gc
 from livefit.workload import Workload
-from udfs.batch import decode_outputs, encode_batch, shard_of
+from udfs.batch import encode_batch, shard_of
 from udfs.envelope import ChangeEvent, Heartbeat, parse_record
 
 WATERMARK_INTERVAL_MS = 200  # Flink's default pipeline.auto-watermark-interval (the job keeps it)
@@ -168,9 +168,9 @@ class Feed:
     @classmethod
     def of(cls, workload: Workload, cfg: Config, records_per_s: float) -> Feed:
         per = lambda ms: max(1, round(records_per_s * ms / 1000))  # noqa: E731 - records in ms
-        shards = cfg.job.shards
-        return cls(workload, records_per_s,
-                   [s * 128 // shards for s in range(shards)],  # ShardRouter.balancedKeys, max parallelism 128
+        # Any distinct keys do: the operator maps each back to its shard (the job's are
+        # ShardRouter.balancedKeys, chosen for Flink's key groups, which do not exist here).
+        return cls(workload, records_per_s, list(range(cfg.job.shards)),
                    min(cfg.flink.micro_batch_records, per(cfg.flink.micro_batch_ms)),  # whichever cuts first
                    per(WATERMARK_INTERVAL_MS), per(cfg.job.checkpoint_interval_ms))
 
@@ -270,9 +270,3 @@ def run_operator(cfg: Config, model_dir: str, the_feed: Feed,
             "records_per_batch": the_feed.records_per_batch,
             "labels": counts["labels_resolved"], "events_scored": counts["events_scored"],
             "dead_lettered": counts["events_dead_lettered"], "output_mb": round(out_bytes / 1e6, 1)}
-
-
-def labels_of(outputs: list[bytes], labels_topic: str) -> list[bytes]:
-    """The label records among the operator's outputs."""
-    return [value for element in outputs for topic, _, value in decode_outputs(element)
-            if topic == labels_topic and value is not None]

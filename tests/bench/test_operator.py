@@ -9,9 +9,10 @@ import gc
 import orjson
 
 from bench.inprocess import run_loop
-from bench.operator import Feed, labels_of, run_operator
+from bench.operator import Feed, run_operator
 from livefit.config import DataConfig
 from tests.bench.conftest import Trained
+from udfs.batch import decode_outputs
 
 
 def test_the_operator_fed_like_the_job_learns_every_label_the_limit_does(trained: Trained):
@@ -31,7 +32,8 @@ def test_the_operator_fed_like_the_job_learns_every_label_the_limit_does(trained
     frozen = gc.get_freeze_count()
     r = run_operator(cfg, cfg.job.model_dir, feed, outputs)
     assert gc.get_freeze_count() == frozen  # the operator's open() froze the heap only for the run
-    labels = [orjson.loads(v) for v in labels_of(outputs, cfg.kafka.labels_topic)]
+    labels = [orjson.loads(value) for element in outputs for topic, _, value in decode_outputs(element)
+              if topic == cfg.kafka.labels_topic and value is not None]
     assert r["labels"] == len(labels) == limit["labels"] == workload.interactions
     assert r["events_scored"] == limit["interactions_scored"] + limit["orders_scored"]
     assert r["dead_lettered"] == 0
