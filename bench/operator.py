@@ -58,9 +58,6 @@ class _MapState:
     def remove(self, key: Any) -> None:
         self._map().pop(key, None)
 
-    def contains(self, key: Any) -> bool:
-        return key in self._map()
-
     def is_empty(self) -> bool:
         return not self._map()
 
