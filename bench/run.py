@@ -28,6 +28,8 @@ import platform
 import re
 import shutil
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -54,8 +56,9 @@ from udfs.replay import replay
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 # About how many interactions the naive baseline runs on (a customer sample's whole histories):
-# at ~800/s through sklearn, ~4 s.
-NAIVE_INTERACTIONS = 3000
+# at ~800/s through sklearn, ~8 s in process and ~6 s as a PyFlink job at parallelism 2 (at 3,000
+# the job's run was ~3 s, too short to trust).
+NAIVE_INTERACTIONS = 6000
 
 
 def _say(msg: str) -> None:
@@ -295,6 +298,13 @@ def _preload_and_train(cfg: Config, run_dir: Path, workload: Any,
     from models.train import train_on_history
 
     ensure_topics(cfg.kafka, cfg.kafka.all_topics())
+    _preload(cfg, records, **producer_conf)
+    cfg.job.model_dir = str(run_dir / "models")
+    train_on_history(workload.history, workload.products, cfg.job.model_dir, cfg.job.model_name,
+                     int(cfg.job.label_horizon_s * 1000), cfg.job.history_len, say=lambda m: None)
+
+
+def _preload(cfg: Config, records: list[tuple[str, bytes, bytes, int]], **producer_conf: Any) -> None:
     prod = producer(cfg.kafka, **producer_conf)
     for topic, key, value, ts in records:
         while True:
@@ -304,9 +314,6 @@ def _preload_and_train(cfg: Config, run_dir: Path, workload: Any,
             except BufferError:
                 prod.poll(0.1)
     assert prod.flush(120) == 0
-    cfg.job.model_dir = str(run_dir / "models")
-    train_on_history(workload.history, workload.products, cfg.job.model_dir, cfg.job.model_name,
-                     int(cfg.job.label_horizon_s * 1000), cfg.job.history_len, say=lambda m: None)
 
 
 class ClusterJob:
@@ -422,6 +429,53 @@ def _run_job(cfg: Config, run_dir: Path, interactions: int, orders: int, mode: s
             "checkpoints": _checkpoints(flink_logs)}
 
 
+def run_naive_job(cfg: Config, run_dir: Path, sample: Workload, say: Callable[[str], None],
+                  mode: str = "process", parallelism: int = 2, timeout_s: float = 900) -> dict[str, Any]:
+    """The naive baseline as a PyFlink job (``bench/naive_job.py``) over ``sample``'s changes, on
+    the broker at ``cfg.kafka``, with the models in ``cfg.job.model_dir``. By default in PyFlink's
+    default ``mode`` at the issue's parallelism 2: two Python processes, one per core (livefit's
+    job runs at 1, one interpreter, which measured faster for it). Throughput: scored interactions / s from first to last by
+    the time each score record was made (its ``scored_at``: the sink stamps records with their
+    event time, not the broker's clock). Raises if it scored or learned less than ``sample``
+    holds: the baseline would have measured less work than the job's."""
+    topic = f"{cfg.kafka.changes_topic}.naive-job"
+    out_topic = f"{cfg.kafka.scores_topic}.naive-job"
+    ensure_topics(cfg.kafka, [topic, out_topic])
+    _preload(cfg, [(topic, key, value, ts) for _, key, value, ts in sample.records])
+    log = run_dir / "logs" / "naive-job.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**_job_env(cfg, run_dir), "FLINK_LOG_DIR": str(run_dir / "logs" / "flink")}
+    cmd = [sys.executable, "-m", "bench.naive_job", "--bootstrap-servers", cfg.kafka.bootstrap_servers,
+           "--topic", topic, "--records", str(len(sample.records)), "--out-topic", out_topic,
+           "--model-dir", str(Path(cfg.job.model_dir).resolve()),
+           "--parallelism", str(parallelism), "--mode", mode]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=REPO, env=env)
+    try:
+        returncode = proc.wait(timeout=timeout_s)  # its source is bounded: it ends by itself
+    finally:
+        stop_pid(proc.pid)
+    if returncode != 0:
+        raise RuntimeError(f"the naive baseline's job failed (exit {returncode}): see {log}")
+    records = list(_collect(cfg, out_topic, lambda _msg, r: r, lambda seen: False, timeout_s=120,
+                            what="naive scores", partial=True, quiet_s=3).values())
+    scored = sorted(r["scored_at"] for r in records if r["kind"] == "interaction")
+    labels = sum(r["kind"] == "label" for r in records)
+    if len(scored) < sample.interactions or labels < sample.interactions:
+        raise RuntimeError(f"the naive baseline's job scored {len(scored):,} and learned {labels:,} of "
+                           f"{sample.interactions:,} interactions: see {log}")
+    span = (scored[-1] - scored[0]) / 1000
+    eps = len(scored) / span if span > 0 else float("nan")
+    say(f"naive as a PyFlink job ({mode} mode, parallelism {parallelism}, the same sample): "
+        f"{eps:,.0f} interactions/s over {span:.1f}s")
+    return {"eps": round(eps, 1), "seconds": round(span, 1), "mode": mode, "parallelism": parallelism, "interactions_scored": len(scored), "labels": labels,
+            "positives": sum(r["label"] for r in records if r["kind"] == "label"),
+            "orders_scored": sum(r["kind"] == "order" for r in records),
+            "scored_without_product": sum(r["kind"] == "interaction" and not r["product_known"]
+                                          for r in records)}
+
+
 def offline_features(workload: Workload, params: ScoringParams) -> dict[int, list[float]]:
     """Each interaction's features as offline training computes them (udfs.replay: the history
     replayed in commit order through the job's feature code)."""
@@ -443,10 +497,12 @@ def _feature_parity(scores: dict[str, dict[str, Any]], features: dict[int, list[
 
 
 def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str], None],
-                modes: tuple[str, ...] | None = None, cluster: bool = False) -> dict[str, Any]:
+                modes: tuple[str, ...] | None = None, cluster: bool = False,
+                naive_as_job: bool = True) -> dict[str, Any]:
     """Throughput of the job (in each Python execution mode of ``modes``; the configured one is
     the headline; on a session cluster of its own with ``cluster``) against the in-process limit
-    and the naive baseline, on the same workload."""
+    and the naive baseline, on the same workload; with ``naive_as_job`` the naive baseline also
+    as a PyFlink job (:func:`run_naive_job`)."""
     modes = modes or (cfg.flink.python_execution_mode,)
     workload = build_workload(cfg, data)
     say(f"workload: {len(workload.records)} change events, {workload.interactions} interactions")
@@ -490,6 +546,7 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
         runs = {mode: _run_job(cfg, run_dir / f"job-{mode}", workload.interactions, orders, mode, say, reference,
                                cluster=cluster)
                 for mode in modes}
+        naive_job = run_naive_job(cfg, run_dir / "naive-job", sample, say) if naive_as_job else None
     finally:
         stop_pid(broker_pid)
     headline = cfg.flink.python_execution_mode if cfg.flink.python_execution_mode in runs else modes[0]
@@ -518,6 +575,8 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
         "naive_sample": {"every_nth_customer": every, "interactions": sample.interactions,
                          "limit_eps": limit_on_sample["eps"],
                          "ratio_limit_naive": round(limit_on_sample["eps"] / naive["eps"], 2)},
+        **({"naive_job": naive_job, "ratio_job_naive_job": round(job["eps"] / naive_job["eps"], 2),
+            "ratio_naive_job_naive": round(naive_job["eps"] / naive["eps"], 3)} if naive_job else {}),
         "naive_scoring_only_eps": naive_scoring["eps"],
         "ratio_job_naive_scoring_only": round(job["eps"] / naive_scoring["eps"], 2),
         "limit": limit, "naive": naive, "naive_scoring_only": naive_scoring,
@@ -971,6 +1030,9 @@ def print_table(r: dict[str, Any]) -> None:
             f"{r['naive_sample']['every_nth_customer']}; {r['naive_sample']['interactions']:,}; "
             f"{r['naive_sample']['limit_eps']:,.0f}; {r['naive_sample']['ratio_limit_naive']:.1f}"),)
           if "naive_sample" in r else ()),
+        *((("naive as a PyFlink job, on that sample (interactions/s); / naive",
+            f"{r['naive_job']['eps']:,.0f} ({r['naive_job']['mode']} mode, parallelism "
+            f"{r['naive_job']['parallelism']}); {r['ratio_naive_job_naive']:.2f}"),) if "naive_job" in r else ()),
         *((("naive, scoring only: sklearn for the offline and anomaly models (interactions/s)",
             f"{r['naive_scoring_only_eps']:,.0f}"),) if "naive_scoring_only_eps" in r else ()),
         *((("the scoring operator in process, no Flink (interactions/s); / limit; job / it",
@@ -978,6 +1040,7 @@ def print_table(r: dict[str, Any]) -> None:
             f"{r['ratio_job_operator']:.3f}"),) if "operator_in_process" in r else ()),
         ("job / limit", f"{r['ratio_job_limit']:.3f}"),
         ("job / naive", f"{r['ratio_job_naive']:.2f}"),
+        *((("job / naive as a PyFlink job", f"{r['ratio_job_naive_job']:.2f}"),) if "ratio_job_naive_job" in r else ()),
         *((("job / naive, scoring only", f"{r['ratio_job_naive_scoring_only']:.2f}"),)
           if "ratio_job_naive_scoring_only" in r else ()),
         *((f"latency commit->score at {rate}/s, feeder in the path: p50 / p95 / p99 (ms)",

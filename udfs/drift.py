@@ -106,6 +106,39 @@ class SegmentDrift:
         return self.learn_examples(str(label["segment"]), [example_of(label)], publish_every)
 
 
+class InProcessDrift:
+    """Every segment's learner in this process, each correction applied to the serving logic's
+    ``drift`` as soon as it is published: the shared correction without the job's keyed learner
+    and control topic (the in-process loops, the naive baseline's job).
+
+    >>> served: dict[str, float] = {}
+    >>> drift = InProcessDrift(publish_every=2)
+    >>> drift.learn([{"segment": "budget", "offline_logit": 0.0, "label": 0, "event_ts": 1}], served)
+    >>> served
+    {}
+    >>> drift.learn([{"segment": "budget", "offline_logit": 0.0, "label": 0, "event_ts": 2}], served)
+    >>> round(served["budget"], 3)
+    -0.061
+    """
+
+    def __init__(self, publish_every: int, decay: float = DEFAULT_DECAY):
+        self.publish_every = publish_every
+        self.decay = decay
+        self.learners: dict[str, SegmentDrift] = {}
+
+    def learn(self, labels: Iterable[dict[str, Any]], served: dict[str, float]) -> None:
+        """Teach each label's segment (nothing with ``publish_every`` 0); publish into ``served``."""
+        if self.publish_every <= 0:
+            return
+        for label in labels:
+            learner = self.learners.get(label["segment"])
+            if learner is None:
+                learner = self.learners[label["segment"]] = SegmentDrift.new(self.decay)
+            correction = learner.learn_label(label, self.publish_every)
+            if correction is not None:
+                served[correction.segment] = correction.offset
+
+
 @dataclass(frozen=True, slots=True)
 class DriftCorrection:
     """A segment's newest offset, as the scoring tasks apply it (a control message)."""

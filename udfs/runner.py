@@ -14,7 +14,7 @@ import heapq
 from collections.abc import Iterator
 
 from udfs.customer import CustomerLogic, CustomerState, Outcome
-from udfs.drift import DEFAULT_DECAY, SegmentDrift
+from udfs.drift import DEFAULT_DECAY, InProcessDrift
 from udfs.envelope import ChangeEvent, Heartbeat, parse_record
 from udfs.features import Product
 
@@ -24,9 +24,7 @@ class LocalRunner:
                  drift_publish_every: int = 0, drift_decay: float = DEFAULT_DECAY):
         self.logic = logic
         self.out_of_orderness_ms = out_of_orderness_ms
-        self.drift_publish_every = drift_publish_every
-        self.drift_decay = drift_decay
-        self.drift: dict[str, SegmentDrift] = {}
+        self.drift = InProcessDrift(drift_publish_every, drift_decay)
         self.states: dict[int, CustomerState] = {}
         self.products: dict[int, Product] = {}
         self.timers: list[tuple[int, int]] = []
@@ -73,14 +71,7 @@ class LocalRunner:
                 yield self._learn_drift(out)
 
     def _learn_drift(self, out: Outcome) -> Outcome:
-        if self.drift_publish_every > 0:
-            for label in out.labels:
-                learner = self.drift.get(label["segment"])
-                if learner is None:
-                    learner = self.drift[label["segment"]] = SegmentDrift.new(self.drift_decay)
-                correction = learner.learn_label(label, self.drift_publish_every)
-                if correction is not None:
-                    self.logic.drift[correction.segment] = correction.offset
+        self.drift.learn(out.labels, self.logic.drift)
         return out
 
     def finish(self) -> Iterator[Outcome]:
