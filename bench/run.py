@@ -432,12 +432,14 @@ def _run_job(cfg: Config, run_dir: Path, interactions: int, orders: int, mode: s
 def run_naive_job(cfg: Config, run_dir: Path, sample: Workload, say: Callable[[str], None],
                   mode: str = "process", parallelism: int = 2, timeout_s: float = 900) -> dict[str, Any]:
     """The naive baseline as a PyFlink job (``bench/naive_job.py``) over ``sample``'s changes, on
-    the broker at ``cfg.kafka``, with the models in ``cfg.job.model_dir``. By default in PyFlink's
-    default ``mode`` at the issue's parallelism 2: two Python processes, one per core (livefit's
-    job runs at 1, one interpreter, which measured faster for it). Throughput: scored interactions / s from first to last by
-    the time each score record was made (its ``scored_at``: the sink stamps records with their
-    event time, not the broker's clock). Raises if it scored or learned less than ``sample``
-    holds: the baseline would have measured less work than the job's."""
+    the broker at ``cfg.kafka``, with the models in ``cfg.job.model_dir``; by default in PyFlink's
+    default ``mode`` at the issue's parallelism 2, two Python processes, one per core (livefit's
+    job runs at 1: one interpreter measured faster for it).
+
+    Throughput: scored interactions / s, first to last, by the time each score record was made
+    (its ``scored_at``: the sink stamps records with their event time, not the broker's clock).
+    Raises if it scored or learned less than ``sample`` holds: the baseline would have measured
+    less work than the job's."""
     topic = f"{cfg.kafka.changes_topic}.naive-job"
     out_topic = f"{cfg.kafka.scores_topic}.naive-job"
     ensure_topics(cfg.kafka, [topic, out_topic])
@@ -469,7 +471,8 @@ def run_naive_job(cfg: Config, run_dir: Path, sample: Workload, say: Callable[[s
     eps = len(scored) / span if span > 0 else float("nan")
     say(f"naive as a PyFlink job ({mode} mode, parallelism {parallelism}, the same sample): "
         f"{eps:,.0f} interactions/s over {span:.1f}s")
-    return {"eps": round(eps, 1), "seconds": round(span, 1), "mode": mode, "parallelism": parallelism, "interactions_scored": len(scored), "labels": labels,
+    return {"eps": round(eps, 1), "seconds": round(span, 1), "mode": mode, "parallelism": parallelism,
+            "interactions_scored": len(scored), "labels": labels,
             "positives": sum(r["label"] for r in records if r["kind"] == "label"),
             "orders_scored": sum(r["kind"] == "order" for r in records),
             "scored_without_product": sum(r["kind"] == "interaction" and not r["product_known"]
