@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -46,6 +44,7 @@ from pyflink.java_gateway import get_gateway
 from pyflink.util.java_utils import get_java_class
 
 from bench.inprocess import naive_logic
+from jobs.score_job import python_and_loopback_settings
 from livefit.config import Config, load_config
 from livefit.jars import job_jars
 from udfs.customer import CustomerLogic, CustomerState, Outcome, ScoringParams
@@ -187,16 +186,8 @@ def main(argv: list[str] | None = None) -> None:
     # loopback worker pool listening on every interface.
     os.environ.setdefault("_python_worker_execution_mode", "process")
     conf = Configuration()
-    for key, value in {"python.executable": sys.executable, "python.client.executable": sys.executable,
-                       "python.execution-mode": args.mode,
-                       "rest.bind-address": "127.0.0.1", "jobmanager.bind-host": "127.0.0.1",
-                       "taskmanager.bind-host": "127.0.0.1"}.items():
+    for key, value in python_and_loopback_settings(args.mode).items():
         conf.set_string(key, value)
-    if args.mode == "thread":
-        import site
-
-        code_root = str(Path(__file__).resolve().parent.parent)
-        conf.set_string("python.pythonpath", os.pathsep.join([*site.getsitepackages(), code_root]))
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.add_jars(*[p.as_uri() for p in job_jars()])
     env.set_parallelism(args.parallelism)

@@ -992,25 +992,36 @@ def build(env: StreamExecutionEnvironment, cfg: Config) -> None:
     outputs.sink_to(kafka_sink(cfg)).name("kafka-sink").uid("kafka-sink")
 
 
+def python_and_loopback_settings(mode: str) -> dict[str, str]:
+    """What any PyFlink job of livefit's needs in local execution: its Python workers in this
+    interpreter (the venv), in Python execution ``mode``, and the embedded cluster's servers
+    (REST, RPC, data) on loopback only. A remote cluster keeps its own addresses (its config
+    file sets them)."""
+    out = {"python.executable": sys.executable, "python.client.executable": sys.executable,
+           "python.execution-mode": mode,
+           "rest.bind-address": "127.0.0.1", "jobmanager.bind-host": "127.0.0.1",
+           "taskmanager.bind-host": "127.0.0.1"}
+    if mode == "thread":
+        # The embedded interpreter must see the venv (else "No module named 'pemja'") and
+        # livefit's own packages: PYTHONPATH entries do not run an editable install's .pth file,
+        # so without the code root the job worked only when started from the repository.
+        import site
+
+        out["python.pythonpath"] = os.pathsep.join([*site.getsitepackages(), str(CODE_ROOT)])
+    return out
+
+
 def flink_settings(cfg: Config, checkpoint_dir: str | None,
                    restore_from: str | None = None) -> dict[str, str]:
     """The Flink configuration the job runs with, from livefit's configuration (one place, and
     testable without a JVM)."""
     f = cfg.flink
     out = {
-        # Local execution starts Python workers itself: make them use this interpreter (the venv).
-        "python.executable": sys.executable,
-        "python.client.executable": sys.executable,
-        "python.execution-mode": f.python_execution_mode,
+        **python_and_loopback_settings(f.python_execution_mode),
         "python.fn-execution.bundle.size": str(f.bundle_size),
         "python.fn-execution.bundle.time": str(f.bundle_time_ms),
         "python.state.cache-size": str(f.python_state_cache_size),
         "state.backend.type": f.state_backend,
-        # Local execution: the embedded cluster's servers (REST, RPC, data) listen on loopback
-        # only. A remote cluster keeps its own addresses (its config file sets them).
-        "rest.bind-address": "127.0.0.1",
-        "jobmanager.bind-host": "127.0.0.1",
-        "taskmanager.bind-host": "127.0.0.1",
         "restart-strategy.type": "exponential-delay",
         # Aligned barriers (Flink's default, stated because correctness depends on it): the
         # scoring operator writes changed states at the flush markers that precede each barrier
@@ -1032,13 +1043,6 @@ def flink_settings(cfg: Config, checkpoint_dir: str | None,
             out["state.backend.rocksdb.localdir"] = str(Path(f.rocksdb_local_dir).resolve())
     if f.managed_memory_mb:
         out["taskmanager.memory.managed.size"] = f"{f.managed_memory_mb}m"
-    if f.python_execution_mode == "thread":
-        # The embedded interpreter must see the venv (else "No module named 'pemja'") and
-        # livefit's own packages: PYTHONPATH entries do not run an editable install's .pth file,
-        # so without the code root the job worked only when started from the repository.
-        import site
-
-        out["python.pythonpath"] = os.pathsep.join([*site.getsitepackages(), str(CODE_ROOT)])
     if checkpoint_dir:
         out["execution.checkpointing.storage"] = "filesystem"
         out["execution.checkpointing.dir"] = Path(checkpoint_dir).resolve().as_uri()
