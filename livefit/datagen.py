@@ -35,6 +35,18 @@ KIND_EFFECT = np.array([0.0, 0.8, 2.0])
 MEAN_PURCHASE_DELAY_S = 25.0  # history; live traffic uses LIVE_PURCHASE_DELAY_S
 LIVE_PURCHASE_DELAY_S = 6.0
 BASE_PURCHASE_LOGIT = -3.6
+BIAS_SD = 0.8  # spread of the customers' personal propensity to buy at the start of history (logit)
+BIAS_DRIFT_SD = 1.0  # spread of where it drifts to (reached at 2x the history window: bias_at)
+
+
+class PersonalPrior(NamedTuple):
+    """A customer's personal propensity over the history window, as the generator draws it:
+    ``start + frac * slope``, each part Gaussian (mean, standard deviation)."""
+
+    start_mean: float
+    start_sd: float
+    slope_mean: float
+    slope_sd: float
 
 
 @dataclass
@@ -65,6 +77,15 @@ class World:
         f = min(max(frac, 0.0), 1.5) * 0.5
         return float((1 - f) * self.bias[c] + f * self.bias_late[c])
 
+    def personal_prior(self, c: int) -> PersonalPrior:
+        """How customer ``c``'s personal propensity (``PurchaseTruth.personal``) was drawn, before
+        any of their purchases is seen: over the history window (``frac`` in [0, 1]) it is
+        ``start + frac * slope`` (:meth:`bias_at` plus :meth:`segment_shift_at`), with ``start``
+        ~ N(0, BIAS_SD^2) and ``slope`` ~ N(segment trend * segment_drift, (BIAS_DRIFT_SD / 2)^2).
+        """
+        trend = SEGMENT_TREND[SEGMENTS.index(self.customers[c]["segment"])]
+        return PersonalPrior(0.0, BIAS_SD, trend * self.segment_drift, BIAS_DRIFT_SD / 2)
+
     def add_customer(self, rng: np.random.Generator, created_at: datetime) -> int:
         c = len(self.customers)
         tc, tl, tcol = rng.dirichlet([0.4] * 8), rng.dirichlet([0.4] * 8), rng.dirichlet([0.4] * 8)
@@ -78,8 +99,8 @@ class World:
         self.taste_col = np.vstack([self.taste_col, tcol])
         self.price_pref = np.append(self.price_pref, math.log(40.0) + 0.5 * seg + rng.normal(0, 0.3))
         self.price_sens = np.append(self.price_sens, rng.uniform(0.3, 1.5))
-        self.bias = np.append(self.bias, rng.normal(0, 0.8))
-        self.bias_late = np.append(self.bias_late, self.bias[-1] + rng.normal(0, 1.0))
+        self.bias = np.append(self.bias, rng.normal(0, BIAS_SD))
+        self.bias_late = np.append(self.bias_late, self.bias[-1] + rng.normal(0, BIAS_DRIFT_SD))
         self.kind_sens = np.append(self.kind_sens, rng.lognormal(0.0, 0.5))
         return c
 

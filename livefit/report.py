@@ -186,7 +186,25 @@ def _headroom_lines(s: dict[str, Any]) -> list[str]:
             f"each customer's personal propensity {told['personal']:+.4f} (the most any "
             f"per-customer bias could add), the product's fit to their tastes and price level "
             f"{told['fit']:+.4f} (mostly a question of the offline model's features), how much "
-            f"their kind of interaction says {told['engagement']:+.4f}."]
+            f"their kind of interaction says {told['engagement']:+.4f}."] + _from_labels_line(h, warm)
+
+
+def _from_labels_line(h: dict[str, Any], warm: dict[str, Any]) -> list[str]:
+    """What the customers' labels could teach about their propensity, at best, and how much of
+    it livefit's online learning has."""
+    bound, left = (h.get(f"auc_{m}_with_personal_from_labels") for m in ("offline", "online"))
+    if bound is None or left is None:
+        return []
+    return ["", f"But a learner sees the propensity only through the customer's labels, "
+            f"{warm['positives'] / warm['labels']:.0%} of them positive, while the propensity "
+            f"drifts. Told the best estimate of it that the labels learned before each score "
+            f"allow (the Bayes posterior's mean, knowing how the generator drew the propensity, "
+            f"its drift included, and the rest of each label's true logit; fitted on these rows "
+            f"too), the offline model would gain {bound - warm['auc_offline']:+.4f} (ROC-AUC "
+            f"{bound}): the most that learning a per-customer propensity online can add on this "
+            f"workload. livefit's online learning gains {warm['auc_online'] - warm['auc_offline']:+.4f}"
+            f", and told the same estimate it would gain {left - warm['auc_online']:+.4f} more "
+            f"(ROC-AUC {left}): it already has what the labels tell."]
 
 
 def _markdown(summaries: list[dict[str, Any]], plots: dict[int, list[str]], seconds: float) -> str:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from livefit.config import Config, DataConfig
-from livefit.datagen import PurchaseTruth, build_world, generate_history
+from livefit.datagen import PersonalPrior, PurchaseTruth, build_world, generate_history
 from udfs.features import Product
 from udfs.replay import HistoryEvent
 
@@ -23,6 +23,10 @@ class Workload:
     interactions: int
     anomalous_order_ids: set[int]  # ground truth: orders the generator made abnormal
     purchase_truth: dict[int, PurchaseTruth]  # ground truth: each interaction's purchase logit, by id
+    # ground truth: how each customer's personal propensity was drawn (by customer id), over
+    # the history window (start, end) in epoch ms
+    personal_priors: dict[int, PersonalPrior]
+    history_window_ms: tuple[int, int]
 
 
 def iso_utc(ts: datetime) -> str:
@@ -85,4 +89,6 @@ def build_workload(cfg: Config, data: DataConfig) -> Workload:
                 for p in world.products}
     return Workload(records, history, products, len(interactions),
                     {i for i, row in enumerate(orders, 1) if row in anomalous},
-                    dict(enumerate(truth, 1)))
+                    dict(enumerate(truth, 1)),
+                    {cust["id"]: world.personal_prior(c) for c, cust in enumerate(world.customers)},
+                    (int(world.start.timestamp() * 1000), int(world.end.timestamp() * 1000)))

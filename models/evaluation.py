@@ -34,7 +34,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
 from livefit.config import Config, DataConfig
-from livefit.datagen import PurchaseTruth
+from livefit.datagen import PersonalPrior, PurchaseTruth
 from livefit.workload import build_workload
 from models.train import train_on_history
 from udfs.customer import CustomerLogic
@@ -62,6 +62,9 @@ class Scored:
     label: int | None = None
     x: list[float] = field(default_factory=list)
     truth: PurchaseTruth | None = None  # the generator's purchase logit (ground truth)
+    # The best estimate of truth.personal from the customer's labels learned before this score
+    # (PersonalPosterior); NaN until estimate_personal_from_labels runs
+    personal_from_labels: float = math.nan
 
 
 @dataclass
@@ -74,6 +77,9 @@ class Evaluation:
     manifests: dict[str, dict[str, Any]]
     workload: dict[str, Any]
     drift_offsets: dict[str, float] = field(default_factory=dict)  # each segment's, at the end
+    # ground truth for PersonalPosterior: each customer's prior, the history window (epoch ms)
+    personal_priors: dict[int, PersonalPrior] = field(default_factory=dict)
+    history_window_ms: tuple[int, int] = (0, 0)
 
     def evaluated(self) -> list[Scored]:
         return [s for s in self.scored if s.event_ts >= self.cut_ms and s.label is not None]
@@ -134,7 +140,65 @@ def run(seed: int, train_share: float = 0.7, cfg: Config | None = None,
                        "label_horizon_s": cfg.job.label_horizon_s,
                        "segment_drift": data.segment_drift,
                        "drift_publish_every_labels": drift_every},
-                      {seg: round(v, 4) for seg, v in sorted(logic.drift.items())})
+                      {seg: round(v, 4) for seg, v in sorted(logic.drift.items())},
+                      workload.personal_priors, workload.history_window_ms)
+
+
+class PersonalPosterior:
+    """The Bayes posterior of one customer's personal propensity given their labels: the most
+    their own labels can tell about it, for a learner that knows everything else.
+
+    It knows what no real learner does: how the generator drew the propensity
+    (:class:`PersonalPrior`: a straight line over the history, start and slope Gaussian) and,
+    for each label, the rest of the generator's true purchase logit. Each label multiplies the
+    posterior by its likelihood ``sigmoid(known + start + frac * slope)`` (or one minus it), on a
+    grid of 65 x 41 points within 4 standard deviations of the prior means.
+
+    >>> post = PersonalPosterior(PersonalPrior(0.0, 0.8, 0.6, 0.5))  # a segment drifting up
+    >>> round(post.mean_at(0.5), 3)  # no label yet: the prior's mean, 0.0 + 0.5 * 0.6
+    0.3
+    >>> for _ in range(20):
+    ...     post.learn(frac=0.5, known_logit=0.0, y=1)
+    >>> post.mean_at(0.5) > 1.0  # buying every time: far above the prior's mean
+    True
+    """
+
+    def __init__(self, prior: PersonalPrior):
+        start = np.linspace(-4, 4, 65)[:, None] * prior.start_sd + prior.start_mean
+        self.slope = np.linspace(-4, 4, 41)[None, :] * prior.slope_sd + prior.slope_mean
+        self.start = start
+        self.log_post = (-0.5 * ((start - prior.start_mean) / prior.start_sd) ** 2
+                         - 0.5 * ((self.slope - prior.slope_mean) / prior.slope_sd) ** 2)
+
+    def learn(self, frac: float, known_logit: float, y: int) -> None:
+        z = known_logit + self.start + frac * self.slope
+        self.log_post = self.log_post - np.logaddexp(0.0, -z if y else z)
+
+    def mean_at(self, frac: float) -> float:
+        w = np.exp(self.log_post - self.log_post.max())
+        return float((w * (self.start + frac * self.slope)).sum() / w.sum())
+
+
+def estimate_personal_from_labels(ev: Evaluation) -> None:
+    """Set each scored row's ``personal_from_labels``: its customer's :class:`PersonalPosterior`
+    mean at its time, given the labels learned before it was scored (in the job's order)."""
+    if not ev.personal_priors:
+        return
+    lo, hi = ev.history_window_ms
+    rows = {r.interaction_id: r for r in ev.scored}
+    posteriors: dict[int, PersonalPosterior] = {}
+    for op, iid, y in ev.ops:
+        r = rows[iid]
+        if r.truth is None:
+            continue
+        post = posteriors.get(r.customer_id)
+        if post is None:
+            post = posteriors[r.customer_id] = PersonalPosterior(ev.personal_priors[r.customer_id])
+        frac = (r.event_ts - lo) / (hi - lo)
+        if op == "score":
+            r.personal_from_labels = post.mean_at(frac)
+        else:
+            post.learn(frac, r.truth.logit - r.truth.personal, y)
 
 
 def attach_river(ev: Evaluation, python: str, workdir: Path) -> None:
@@ -269,7 +333,10 @@ def headroom(rows: list[Scored], parts: tuple[str, ...] = PurchaseTruth._fields)
     """How much there is to learn: quality of the generator's own purchase probability (no model
     can do better on these labels), and of the offline model told each of ``parts`` of the true
     purchase logit (``personal``: the most any per-customer bias could add; ``fit``: the taste
-    match; ``engagement``), each fitted on the rows themselves.
+    match; ``engagement``), each fitted on the rows themselves; and, once
+    :func:`estimate_personal_from_labels` ran, the offline and the online model told the best
+    estimate of ``personal`` that the customer's labels so far allow (the most learning a
+    per-customer bias online could add; what livefit's online learning left of it).
 
     >>> t = PurchaseTruth(0.0, 0.0, 0.0)
     >>> rows = [Scored(i, 1, 0, 0, "p", 0.5, p_offline=0.5, label=i % 2, truth=t) for i in range(4)]
@@ -287,10 +354,19 @@ def headroom(rows: list[Scored], parts: tuple[str, ...] = PurchaseTruth._fields)
     off = np.clip(np.asarray([r.p_offline for r in rows]), 1e-6, 1 - 1e-6)
     out = {"auc_generator": round(float(roc_auc_score(y, z)), 4),
            "logloss_generator": round(float(log_loss(y, p, labels=[0, 1])), 4)}
+
+    def told(p: np.ndarray, values: list[float]) -> float:
+        both = np.column_stack([np.log(p / (1 - p)), values])
+        fitted = LogisticRegression(C=1e4).fit(both, y).decision_function(both)
+        return round(float(roc_auc_score(y, fitted)), 4)
+
     for part in parts:
-        both = np.column_stack([np.log(off / (1 - off)), [getattr(r.truth, part) for r in rows]])
-        told = LogisticRegression(C=1e4).fit(both, y).decision_function(both)
-        out[f"auc_offline_with_true_{part}"] = round(float(roc_auc_score(y, told)), 4)
+        out[f"auc_offline_with_true_{part}"] = told(off, [getattr(r.truth, part) for r in rows])
+    if parts and not any(math.isnan(r.personal_from_labels) for r in rows):
+        estimate = [r.personal_from_labels for r in rows]
+        online = np.clip(np.asarray([r.p_online for r in rows]), 1e-6, 1 - 1e-6)
+        out["auc_offline_with_personal_from_labels"] = told(off, estimate)
+        out["auc_online_with_personal_from_labels"] = told(online, estimate)
     return out
 
 
@@ -302,6 +378,7 @@ def groups(rows: list[Scored]) -> dict[str, list[Scored]]:
 
 
 def summarize(ev: Evaluation) -> dict[str, Any]:
+    estimate_personal_from_labels(ev)
     rows = ev.evaluated()
     by_group = groups(rows)
     warm, new = by_group["warm"], by_group["new"]

@@ -36,10 +36,14 @@ def test_report_writes_markdown_plots_and_summary_with_every_baseline(tmp_path):
     for group in ("warm", "new", "all"):
         ceiling = summary["headroom"][group]["auc_generator"]
         assert all(summary[group][f"auc_{m}"] < ceiling for m in ("offline", "online", "river")), group
+    # What a customer's labels can tell of their propensity is less than the propensity itself.
+    h = summary["headroom"]["warm"]
+    assert h["auc_offline_with_personal_from_labels"] <= h["auc_offline_with_true_personal"]
     assert summary["order_anomaly"]["orders"] > 0
     md = (tmp_path / "README.md").read_text()
     for part in ("Without the shared per-segment drift correction", "Without the per-customer residual",
-                 "How much there is to learn", "AUC generator"):
+                 "How much there is to learn", "a learner sees the propensity only through",
+                 "AUC generator"):
         assert part in md, part
     assert "## Seed 11" in md and "## Seed 12" in md and "| target | met | by |" in md
     for seed in (11, 12):
