@@ -17,6 +17,10 @@ interactions, ~1.5 s of scoring, mostly the JIT's warm-up) measured 0.09-0.17, b
 session's change and without it (0.115 and 0.131 for the tree before): the guard failed on noise.
 It now runs 1,000 customers (17,112 interactions, ~4-5 s of scoring, ~40 s in all): 0.19-0.30
 over five runs the same day, so 0.12 is again below the noise and above a real regression.
+Session 35 (a normal day, today's tree): 0.415 and 0.438; process mode 0.225, the states never
+written back at flush markers 0.399. So 0.12 catches a job several times slower (e.g. sklearn
+called per event), not a mode or a state layout that costs it half; at 3,000 customers (+11 s)
+five runs spread over 0.35-0.52, too wide for a tighter guard.
 
 It also holds the job's labels to the in-process loop's: the same count, and positives within
 2 % (equal when measured: 2,001 of 17,112 here, 4,030 of 34,213 on the 2k-customer workload); and
