@@ -116,7 +116,8 @@ def _targets(s: dict[str, Any]) -> list[tuple[str, bool, str]]:
 
 
 _MODEL_LABELS = {"offline": "offline only", "online": "offline + online (livefit)",
-                 "river": "River online LR", "generator": "generator's own probability (ceiling)"}
+                 "river": "River online LR", "generator": "generator's own probability (ceiling)",
+                 "offline_with_personal_from_labels": "offline + the labels' best estimate of the propensity"}
 
 
 def _plot(s: dict[str, Any], out: Path) -> list[str]:
@@ -130,9 +131,9 @@ def _plot(s: dict[str, Any], out: Path) -> list[str]:
               for lo, hi in (c["labels_before"] for c in curve)]
     files = []
     for metric, title in (("auc", "ROC-AUC (higher is better)"), ("logloss", "log loss (lower is better)")):
-        fig, ax = plt.subplots(figsize=(7, 4))
+        fig, ax = plt.subplots(figsize=(7, 5))
         for model, style in (("offline", "o--"), ("online", "o-"), ("river", "s:"),
-                             ("generator", "x-.")):
+                             ("generator", "x-."), ("offline_with_personal_from_labels", "d:")):
             ys = [c.get(f"{metric}_{model}") for c in curve]
             if any(v is not None for v in ys):
                 ax.plot(labels, [v if v is not None else float("nan") for v in ys], style,
@@ -140,7 +141,7 @@ def _plot(s: dict[str, Any], out: Path) -> list[str]:
         ax.set_xlabel("labels the customer's online model had learned when the event was scored")
         ax.set_title(f"Warm-up curve, seed {s['seed']}: {title}")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8)  # off the lines
         fig.tight_layout()
         name = f"warmup-{metric}.png"
         fig.savefig(out / name, dpi=110)
@@ -242,16 +243,20 @@ def _markdown(summaries: list[dict[str, Any]], plots: dict[int, list[str]], seco
         lines += [f"| {t} | {'yes' if ok else '**no**'} | {by} |" for t, ok, by in _targets(s)]
         lines += _headroom_lines(s)
         lines += ["", "Warm-up curve (quality by labels learned before the score; *generator* is the "
-                  "generator's own purchase probability, the ceiling of each bucket: the buckets hold "
-                  "different customers, so compare models within a row):", "",
+                  "generator's own purchase probability, the ceiling of each bucket; *labels' best* "
+                  "is what the offline model would gain told the best estimate of the customer's "
+                  "propensity their labels allow (above): the buckets hold different customers, so "
+                  "compare models within a row):", "",
                   "| labels before | n | AUC offline | AUC online | AUC River | AUC generator | "
-                  "online - offline (95 % CI) |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+                  "online - offline (95 % CI) | labels' best - offline |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
         for c in s["warmup_curve"]:
             lo, hi = c["labels_before"]
+            best = c.get("auc_offline_with_personal_from_labels")
+            best_gain = "" if best is None else f"{best - c['auc_offline']:+.4f}"
             lines.append(f"| {lo}-{hi if hi < 10**8 else '...'} | {c['labels']} | {c['auc_offline']} | "
                          f"{c['auc_online']} | {c['auc_river']} | {c.get('auc_generator')} | "
-                         f"{_gain_with_ci(c)} |")
+                         f"{_gain_with_ci(c)} | {best_gain} |")
         offsets = ", ".join(f"{seg} {v:+.3f}" for seg, v in s["shared_drift_offsets"].items())
         for key, what in (("without_shared_drift",
                            f"the shared per-segment drift correction (the generator drifts each "

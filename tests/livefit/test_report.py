@@ -43,6 +43,7 @@ def test_report_writes_markdown_plots_and_summary_with_every_baseline(tmp_path):
     md = (tmp_path / "README.md").read_text()
     for part in ("Without the shared per-segment drift correction", "Without the per-customer residual",
                  "How much there is to learn", "a learner sees the propensity only through",
+                 "labels' best - offline",
                  "AUC generator"):
         assert part in md, part
     assert "## Seed 11" in md and "## Seed 12" in md and "| target | met | by |" in md
