@@ -164,10 +164,9 @@ class PersonalPosterior:
     """
 
     def __init__(self, prior: PersonalPrior):
-        start = np.linspace(-4, 4, 65)[:, None] * prior.start_sd + prior.start_mean
+        self.start = np.linspace(-4, 4, 65)[:, None] * prior.start_sd + prior.start_mean
         self.slope = np.linspace(-4, 4, 41)[None, :] * prior.slope_sd + prior.slope_mean
-        self.start = start
-        self.log_post = (-0.5 * ((start - prior.start_mean) / prior.start_sd) ** 2
+        self.log_post = (-0.5 * ((self.start - prior.start_mean) / prior.start_sd) ** 2
                          - 0.5 * ((self.slope - prior.slope_mean) / prior.slope_sd) ** 2)
 
     def learn(self, frac: float, known_logit: float, y: int) -> None:
@@ -329,13 +328,12 @@ def group_summary(rows: list[Scored]) -> dict[str, Any]:
     return out
 
 
-def headroom(rows: list[Scored], parts: tuple[str, ...] = PurchaseTruth._fields,
-             from_labels: bool = True) -> dict[str, Any] | None:
+def headroom(rows: list[Scored], parts: tuple[str, ...] = PurchaseTruth._fields) -> dict[str, Any] | None:
     """How much there is to learn: quality of the generator's own purchase probability (no model
     can do better on these labels), and of the offline model told each of ``parts`` of the true
     purchase logit (``personal``: the most any per-customer bias could add; ``fit``: the taste
     match; ``engagement``), each fitted on the rows themselves; and, once
-    :func:`estimate_personal_from_labels` ran (and ``from_labels``), the offline and the online model told the best
+    :func:`estimate_personal_from_labels` ran, the offline and the online model told the best
     estimate of ``personal`` that the customer's labels so far allow (the most learning a
     per-customer bias online could add; what livefit's online learning left of it).
 
@@ -363,7 +361,7 @@ def headroom(rows: list[Scored], parts: tuple[str, ...] = PurchaseTruth._fields,
 
     for part in parts:
         out[f"auc_offline_with_true_{part}"] = told(off, [getattr(r.truth, part) for r in rows])
-    if from_labels and not any(math.isnan(r.personal_from_labels) for r in rows):
+    if not any(math.isnan(r.personal_from_labels) for r in rows):
         estimate = [r.personal_from_labels for r in rows]
         online = np.clip(np.asarray([r.p_online for r in rows]), 1e-6, 1 - 1e-6)
         out["auc_offline_with_personal_from_labels"] = told(off, estimate)
@@ -388,7 +386,7 @@ def summarize(ev: Evaluation) -> dict[str, Any]:
         bucket = [r for r in rows if lo <= r.labels_before <= hi]
         if len(bucket) >= 30:
             buckets.append(bucket)
-            gen = headroom(bucket, parts=())  # no fits of the true parts per bucket
+            gen = headroom(bucket, parts=())  # per bucket no fits of the true parts, only the labels' best
             curve.append({"labels_before": [lo, hi], **group_summary(bucket),
                           "auc_generator": gen and gen["auc_generator"],
                           "logloss_generator": gen and gen["logloss_generator"],
