@@ -35,8 +35,47 @@ KIND_EFFECT = np.array([0.0, 0.8, 2.0])
 MEAN_PURCHASE_DELAY_S = 25.0  # history; live traffic uses LIVE_PURCHASE_DELAY_S
 LIVE_PURCHASE_DELAY_S = 6.0
 BASE_PURCHASE_LOGIT = -3.6
+TASTE_CONCENTRATION = 0.4  # Dirichlet over categories and over colors: most people like a few
+PRICE_PREF_SD = 0.3  # spread of the preferred log price around the segment's (price_pref_mean)
+PRICE_SENS_RANGE = (0.3, 1.5)  # how much a price away from the preferred one puts people off
 BIAS_SD = 0.8  # spread of the customers' personal propensity to buy at the start of history (logit)
 BIAS_DRIFT_SD = 1.0  # spread of where it drifts to (reached at 2x the history window: bias_at)
+
+
+def price_pref_mean(segment: int) -> float:
+    """The preferred log price of a segment's customers (``SEGMENTS`` index), on average."""
+    return math.log(40.0) + 0.5 * segment
+
+
+def taste_drift_share(frac: float) -> float:
+    """How far tastes and propensity have drifted from where they started, at ``frac`` of the
+    history window (half way at its end)."""
+    return min(max(frac, 0.0), 1.5) * 0.5
+
+
+def category_draw(taste: Any) -> Any:
+    """How much a product's category draws a customer with ``taste`` for it to look at it
+    (relative; times :func:`color_draw`, as :meth:`Shopper.pick_product` weighs products)."""
+    return 0.7 * taste + 0.3 / 8
+
+
+def color_draw(taste: Any) -> Any:
+    return 0.6 * taste + 0.4 / 8
+
+
+def purchase_fit(taste_cat: Any, taste_col: Any, price_sens: Any, log_price: Any, price_pref: Any,
+                 log: Callable[[Any], Any] = math.log) -> Any:
+    """How well a product fits a customer (``PurchaseTruth.fit``): their taste for its category
+    and color, less their price sensitivity times its distance from their preferred log price.
+    Floats (``math.log``) or numpy arrays of many customers' draws (``np.log``)."""
+    return (1.3 * log(taste_cat * 8 + 0.05) + 0.9 * log(taste_col * 8 + 0.05)
+            - price_sens * abs(log_price - price_pref))
+
+
+def kind_logits(fit: Any) -> tuple[Any, Any, Any]:
+    """The logits of what a customer does with a product (``KINDS``: view, click, add to cart):
+    the better it fits, the more they engage."""
+    return (0.0 * fit, -1.0 + 0.4 * fit, -2.2 + 0.6 * fit)
 
 
 class PersonalPrior(NamedTuple):
@@ -70,11 +109,11 @@ class World:
         return trend * self.segment_drift * min(max(frac, 0.0), 1.5)
 
     def taste_at(self, c: int, frac: float) -> np.ndarray:
-        f = min(max(frac, 0.0), 1.5) * 0.5
+        f = taste_drift_share(frac)
         return (1 - f) * self.taste_cat[c] + f * self.taste_cat_late[c]
 
     def bias_at(self, c: int, frac: float) -> float:
-        f = min(max(frac, 0.0), 1.5) * 0.5
+        f = taste_drift_share(frac)
         return float((1 - f) * self.bias[c] + f * self.bias_late[c])
 
     def personal_prior(self, c: int) -> PersonalPrior:
@@ -88,7 +127,7 @@ class World:
 
     def add_customer(self, rng: np.random.Generator, created_at: datetime) -> int:
         c = len(self.customers)
-        tc, tl, tcol = rng.dirichlet([0.4] * 8), rng.dirichlet([0.4] * 8), rng.dirichlet([0.4] * 8)
+        tc, tl, tcol = (rng.dirichlet([TASTE_CONCENTRATION] * 8) for _ in range(3))
         seg = int(rng.integers(0, 3))
         self.customers.append({
             "id": c + 1, "name": f"customer-{c + 1}", "segment": SEGMENTS[seg],
@@ -97,8 +136,8 @@ class World:
         self.taste_cat = np.vstack([self.taste_cat, tc])
         self.taste_cat_late = np.vstack([self.taste_cat_late, tl])
         self.taste_col = np.vstack([self.taste_col, tcol])
-        self.price_pref = np.append(self.price_pref, math.log(40.0) + 0.5 * seg + rng.normal(0, 0.3))
-        self.price_sens = np.append(self.price_sens, rng.uniform(0.3, 1.5))
+        self.price_pref = np.append(self.price_pref, price_pref_mean(seg) + rng.normal(0, PRICE_PREF_SD))
+        self.price_sens = np.append(self.price_sens, rng.uniform(*PRICE_SENS_RANGE))
         self.bias = np.append(self.bias, rng.normal(0, BIAS_SD))
         self.bias_late = np.append(self.bias_late, self.bias[-1] + rng.normal(0, BIAS_DRIFT_SD))
         self.kind_sens = np.append(self.kind_sens, rng.lognormal(0.0, 0.5))
@@ -156,7 +195,7 @@ class Shopper:
     def pick_product(self, c: int, frac: float) -> int:
         w = self.world
         tc = w.taste_at(c, frac)
-        weights = (0.7 * tc[self.cat_idx] + 0.3 / 8) * (0.6 * w.taste_col[c][self.col_idx] + 0.4 / 8)
+        weights = category_draw(tc[self.cat_idx]) * color_draw(w.taste_col[c][self.col_idx])
         return int(self.rng.choice(len(w.products), p=weights / weights.sum()))
 
     def interact(self, c: int, p: int, frac: float, log_price: float) -> tuple[str, bool]:
@@ -168,11 +207,10 @@ class Shopper:
         """What the customer does, whether they buy, and the purchase logit's parts it was drawn from."""
         w = self.world
         tc = w.taste_at(c, frac)
-        fit = (1.3 * math.log(tc[self.cat_idx[p]] * 8 + 0.05)
-               + 0.9 * math.log(w.taste_col[c][self.col_idx[p]] * 8 + 0.05)
-               - w.price_sens[c] * abs(log_price - w.price_pref[c]))
-        kind_logits = np.array([0.0, -1.0 + 0.4 * fit, -2.2 + 0.6 * fit])
-        kp = np.exp(kind_logits - kind_logits.max())
+        fit = purchase_fit(tc[self.cat_idx[p]], w.taste_col[c][self.col_idx[p]], w.price_sens[c],
+                           log_price, w.price_pref[c])
+        logits = np.array(kind_logits(fit))
+        kp = np.exp(logits - logits.max())
         k = int(self.rng.choice(3, p=kp / kp.sum()))
         truth = PurchaseTruth(w.bias_at(c, frac) + w.segment_shift_at(c, frac), fit,
                               float(w.kind_sens[c] * KIND_EFFECT[k]))

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from livefit.config import Config, DataConfig
-from livefit.datagen import PersonalPrior, PurchaseTruth, build_world, generate_history
+from livefit.datagen import SEGMENTS, PersonalPrior, PurchaseTruth, build_world, generate_history
 from udfs.features import Product
 from udfs.replay import HistoryEvent
 
@@ -27,6 +27,7 @@ class Workload:
     # the history window (start, end) in epoch ms
     personal_priors: dict[int, PersonalPrior]
     history_window_ms: tuple[int, int]
+    segments: dict[int, int]  # ground truth: each customer's segment (SEGMENTS index), by id
 
 
 def iso_utc(ts: datetime) -> str:
@@ -91,4 +92,5 @@ def build_workload(cfg: Config, data: DataConfig) -> Workload:
                     {i for i, row in enumerate(orders, 1) if row in anomalous},
                     dict(enumerate(truth, 1)),
                     {cust["id"]: world.personal_prior(c) for c, cust in enumerate(world.customers)},
-                    (int(world.start.timestamp() * 1000), int(world.end.timestamp() * 1000)))
+                    (int(world.start.timestamp() * 1000), int(world.end.timestamp() * 1000)),
+                    {cust["id"]: SEGMENTS.index(cust["segment"]) for cust in world.customers})

@@ -39,11 +39,12 @@ def test_report_writes_markdown_plots_and_summary_with_every_baseline(tmp_path):
     # What a customer's labels can tell of their propensity is less than the propensity itself.
     h = summary["headroom"]["warm"]
     assert h["auc_offline_with_personal_from_labels"] <= h["auc_offline_with_true_personal"]
+    assert h["auc_offline_with_fit_from_interactions"] <= h["auc_offline_with_true_fit"]
     assert summary["order_anomaly"]["orders"] > 0
     md = (tmp_path / "README.md").read_text()
     for part in ("Without the shared per-segment drift correction", "Without the per-customer residual",
                  "How much there is to learn", "a learner sees the propensity only through",
-                 "labels' best - offline",
+                 "labels' best - offline", "The fit, too, is seen only through the customer",
                  "AUC generator"):
         assert part in md, part
     assert "## Seed 11" in md and "## Seed 12" in md and "| target | met | by |" in md

@@ -12,10 +12,12 @@ from models.evaluation import (
     PersonalPosterior,
     Scored,
     _auc,
+    estimate_fit_from_interactions,
     estimate_personal_from_labels,
     gain_interval,
     rise_interval,
 )
+from udfs.features import Product
 
 
 def rows_of(p_online, p_offline, labels, per_customer=3):
@@ -86,3 +88,29 @@ def test_personal_from_labels_uses_only_the_labels_learned_before_each_score():
     first, second, third = (r.personal_from_labels for r in rows)
     assert abs(first) < 1e-9  # nothing learned yet: the prior's mean
     assert 0 < second < third  # each label bought: the estimate rises with each
+
+
+def _shopper(kinds_and_products):
+    products = {1: Product(1, "dresses", "red", 60.0), 2: Product(2, "trousers", "blue", 60.0),
+                3: Product(3, "shoes", "green", 90.0)}
+    rows = [Scored(i, 5, 1000 * i, 0, "personalised", 0.5, product_id=p, kind=k)
+            for i, (k, p) in enumerate(kinds_and_products)]
+    return Evaluation(7, 0, rows, [], [], {}, {}, history_window_ms=(0, 100_000),
+                      products=products, segments={5: 1})
+
+
+def test_fit_from_interactions_learns_what_a_customer_looks_for():
+    ev = _shopper([("add_to_cart", 1)] * 8 + [("view", 2)])
+    estimate_fit_from_interactions(ev)
+    dresses, trousers = ev.scored[7].fit_from_interactions, ev.scored[8].fit_from_interactions
+    assert dresses > ev.scored[0].fit_from_interactions  # more evidence of a taste for red dresses
+    assert trousers < dresses  # "looking for a red skirt: don't show blue trousers"
+
+
+def test_fit_from_interactions_uses_only_what_came_before():
+    first = [("click", 1), ("view", 3), ("add_to_cart", 1)]
+    short, longer = _shopper(first), _shopper(first + [("view", 2), ("click", 2)])
+    estimate_fit_from_interactions(short)
+    estimate_fit_from_interactions(longer)
+    assert [r.fit_from_interactions for r in short.scored] == \
+        [r.fit_from_interactions for r in longer.scored[:3]]
