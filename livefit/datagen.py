@@ -88,6 +88,15 @@ class PersonalPrior(NamedTuple):
     slope_sd: float
 
 
+def personal_prior(segment: int, segment_drift: float) -> PersonalPrior:
+    """How the personal propensity (``PurchaseTruth.personal``) of a customer of ``segment``
+    (``SEGMENTS`` index) is drawn, before any of their purchases is seen: over the history window
+    (``frac`` in [0, 1]) it is ``start + frac * slope`` (``World.bias_at`` plus
+    ``World.segment_shift_at``), with ``start`` ~ N(0, BIAS_SD^2) and ``slope`` ~ N(segment trend
+    * segment_drift, (BIAS_DRIFT_SD / 2)^2)."""
+    return PersonalPrior(0.0, BIAS_SD, SEGMENT_TREND[segment] * segment_drift, BIAS_DRIFT_SD / 2)
+
+
 @dataclass
 class World:
     products: list[dict[str, Any]]
@@ -117,13 +126,8 @@ class World:
         return float((1 - f) * self.bias[c] + f * self.bias_late[c])
 
     def personal_prior(self, c: int) -> PersonalPrior:
-        """How customer ``c``'s personal propensity (``PurchaseTruth.personal``) was drawn, before
-        any of their purchases is seen: over the history window (``frac`` in [0, 1]) it is
-        ``start + frac * slope`` (:meth:`bias_at` plus :meth:`segment_shift_at`), with ``start``
-        ~ N(0, BIAS_SD^2) and ``slope`` ~ N(segment trend * segment_drift, (BIAS_DRIFT_SD / 2)^2).
-        """
-        trend = SEGMENT_TREND[SEGMENTS.index(self.customers[c]["segment"])]
-        return PersonalPrior(0.0, BIAS_SD, trend * self.segment_drift, BIAS_DRIFT_SD / 2)
+        """How customer ``c``'s personal propensity was drawn (:func:`personal_prior`)."""
+        return personal_prior(SEGMENTS.index(self.customers[c]["segment"]), self.segment_drift)
 
     def add_customer(self, rng: np.random.Generator, created_at: datetime) -> int:
         c = len(self.customers)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from livefit.config import Config, DataConfig
-from livefit.datagen import SEGMENTS, PersonalPrior, PurchaseTruth, build_world, generate_history
+from livefit.datagen import SEGMENTS, PurchaseTruth, build_world, generate_history
 from udfs.features import Product
 from udfs.replay import HistoryEvent
 
@@ -23,10 +23,7 @@ class Workload:
     interactions: int
     anomalous_order_ids: set[int]  # ground truth: orders the generator made abnormal
     purchase_truth: dict[int, PurchaseTruth]  # ground truth: each interaction's purchase logit, by id
-    # ground truth: how each customer's personal propensity was drawn (by customer id), over
-    # the history window (start, end) in epoch ms
-    personal_priors: dict[int, PersonalPrior]
-    history_window_ms: tuple[int, int]
+    history_window_ms: tuple[int, int]  # the generator's (start, end), epoch ms
     segments: dict[int, int]  # ground truth: each customer's segment (SEGMENTS index), by id
 
 
@@ -91,6 +88,5 @@ def build_workload(cfg: Config, data: DataConfig) -> Workload:
     return Workload(records, history, products, len(interactions),
                     {i for i, row in enumerate(orders, 1) if row in anomalous},
                     dict(enumerate(truth, 1)),
-                    {cust["id"]: world.personal_prior(c) for c, cust in enumerate(world.customers)},
                     (int(world.start.timestamp() * 1000), int(world.end.timestamp() * 1000)),
                     {cust["id"]: SEGMENTS.index(cust["segment"]) for cust in world.customers})

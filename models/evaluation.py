@@ -46,6 +46,7 @@ from livefit.datagen import (
     category_draw,
     color_draw,
     kind_logits,
+    personal_prior,
     price_pref_mean,
     purchase_fit,
     taste_drift_share,
@@ -98,15 +99,20 @@ class Evaluation:
     manifests: dict[str, dict[str, Any]]
     workload: dict[str, Any]
     drift_offsets: dict[str, float] = field(default_factory=dict)  # each segment's, at the end
-    # ground truth for PersonalPosterior: each customer's prior, the history window (epoch ms)
-    personal_priors: dict[int, PersonalPrior] = field(default_factory=dict)
+    # ground truth for the best estimates (estimate_personal_from_labels,
+    # estimate_fit_from_interactions): the generator's history window (epoch ms), its catalog,
+    # each customer's segment
     history_window_ms: tuple[int, int] = (0, 0)
-    # ground truth for estimate_fit_from_interactions: the catalog, each customer's segment
     products: dict[int, Product] = field(default_factory=dict)
     segments: dict[int, int] = field(default_factory=dict)
 
     def evaluated(self) -> list[Scored]:
         return [s for s in self.scored if s.event_ts >= self.cut_ms and s.label is not None]
+
+    def history_frac(self, ts_ms: int) -> float:
+        """How far into the generator's history window ``ts_ms`` is (its ``frac``)."""
+        lo, hi = self.history_window_ms
+        return (ts_ms - lo) / (hi - lo)
 
 
 def run(seed: int, train_share: float = 0.7, cfg: Config | None = None,
@@ -166,8 +172,7 @@ def run(seed: int, train_share: float = 0.7, cfg: Config | None = None,
                        "segment_drift": data.segment_drift,
                        "drift_publish_every_labels": drift_every},
                       {seg: round(v, 4) for seg, v in sorted(logic.drift.items())},
-                      workload.personal_priors, workload.history_window_ms,
-                      workload.products, workload.segments)
+                      workload.history_window_ms, workload.products, workload.segments)
 
 
 class PersonalPosterior:
@@ -207,9 +212,8 @@ class PersonalPosterior:
 def estimate_personal_from_labels(ev: Evaluation) -> None:
     """Set each scored row's ``personal_from_labels``: its customer's :class:`PersonalPosterior`
     mean at its time, given the labels learned before it was scored (in the job's order)."""
-    if not ev.personal_priors:
+    if not ev.segments:
         return
-    lo, hi = ev.history_window_ms
     rows = {r.interaction_id: r for r in ev.scored}
     posteriors: dict[int, PersonalPosterior] = {}
     for op, iid, y in ev.ops:
@@ -218,8 +222,9 @@ def estimate_personal_from_labels(ev: Evaluation) -> None:
             continue
         post = posteriors.get(r.customer_id)
         if post is None:
-            post = posteriors[r.customer_id] = PersonalPosterior(ev.personal_priors[r.customer_id])
-        frac = (r.event_ts - lo) / (hi - lo)
+            post = posteriors[r.customer_id] = PersonalPosterior(
+                personal_prior(ev.segments[r.customer_id], ev.workload["segment_drift"]))
+        frac = ev.history_frac(r.event_ts)
         if op == "score":
             r.personal_from_labels = post.mean_at(frac)
         else:
@@ -242,7 +247,6 @@ def estimate_fit_from_interactions(ev: Evaluation, samples: int = FIT_SAMPLES, s
     """
     if not ev.products or not ev.segments:
         return
-    lo, hi = ev.history_window_ms
     pids = sorted(ev.products)
     cat = {p: CATEGORIES.index(ev.products[p].category) for p in pids}
     col = {p: COLORS.index(ev.products[p].color) for p in pids}
@@ -261,7 +265,7 @@ def estimate_fit_from_interactions(ev: Evaluation, samples: int = FIT_SAMPLES, s
         early, late, colors = (rng.dirichlet(alpha, samples) for _ in range(3))  # (samples, 8)
         pref = price_pref_mean(ev.segments[cid]) + rng.normal(0, PRICE_PREF_SD, samples)
         sens = rng.uniform(*PRICE_SENS_RANGE, samples)
-        share = np.asarray([taste_drift_share((r.event_ts - lo) / (hi - lo)) for r in rows])
+        share = np.asarray([taste_drift_share(ev.history_frac(r.event_ts)) for r in rows])
         taste = (1 - share[:, None, None]) * early + share[:, None, None] * late  # (rows, samples, 8)
         a = np.asarray([cat[r.product_id] for r in rows])
         b = np.asarray([col[r.product_id] for r in rows])

@@ -82,8 +82,8 @@ def test_personal_from_labels_uses_only_the_labels_learned_before_each_score():
     ops = [("score", 0, 0), ("learn", 0, 1), ("score", 1, 0), ("learn", 1, 1), ("learn", 2, 1),
            ("score", 2, 0)]  # 2's label resolved before it was scored: not possible in the job,
     # but the estimate must still follow the order it is given
-    ev = Evaluation(7, 0, rows, ops, [], {}, {}, personal_priors={1: PersonalPrior(0, 0.8, 0, 0.5)},
-                    history_window_ms=(0, 1000))
+    ev = Evaluation(7, 0, rows, ops, [], {}, {"segment_drift": 0.6}, history_window_ms=(0, 1000),
+                    segments={1: 1})  # regular: no shared drift, the prior's mean is 0
     estimate_personal_from_labels(ev)
     first, second, third = (r.personal_from_labels for r in rows)
     assert abs(first) < 1e-9  # nothing learned yet: the prior's mean
