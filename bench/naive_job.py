@@ -11,9 +11,11 @@ correction learned in the task that sees its labels; every score and label a JSO
 Kafka topic. PyFlink's defaults otherwise: process mode, its bundle and state cache sizes.
 
 The source is bounded (it stops after the topic's first ``records`` records: Tansu's "latest"
-offset under-counts, PLATFORM.md), so the job ends by itself once every label has resolved. ``livefit bench`` runs it on the naive loop's customer sample and
-measures it as it measures the job: scored interactions per second, first score to last, by the
-broker's timestamps.
+offset under-counts, PLATFORM.md), so the job ends by itself once every label has resolved.
+``livefit bench`` runs it on the naive loop's customer sample (``bench.run.run_naive_job``) and
+measures it as it measures the job, scored interactions per second from first score to last, but
+by each score's ``scored_at``: this job's sink stamps records with their event time, not the
+broker's clock.
 """
 
 from __future__ import annotations
