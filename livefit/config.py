@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 CDC_TABLES = ("customers", "products", "interactions", "orders")
 
 
+SINK_COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")  # Kafka's compression.type values
+
+
 @dataclass
 class KafkaConfig:
     bootstrap_servers: str = ""
@@ -74,19 +77,29 @@ class KafkaConfig:
     # waits up to sink_linger_ms. kafka.java_properties (linger.ms, batch.size) override both.
     sink_linger_ms: int = 20
     sink_batch_bytes: int = 262_144
+    # How the job's producer compresses those batches (Kafka's compression.type: none, gzip,
+    # snappy, lz4, zstd). lz4: the broker, on the same two cores here, used ~32 % less CPU
+    # (5.6 vs 8.2 s per 450k-event run) and the job ran +8.9 % on average (7,257 vs 6,666
+    # interactions/s over nine alternating pairs, session 36; within this machine's noise run by
+    # run). Every consumer of the output topics must read it: Java clients and librdkafka do;
+    # some (KafkaJS, kafka-python without the lz4 package) need a codec, or set "none".
+    sink_compression: str = "lz4"
 
     def java_client_properties(self) -> dict[str, str]:
         return {**self.properties, **self.java_properties}
 
     def java_sink_properties(self) -> dict[str, str]:
-        """The job's producer: its batching (sink_linger_ms, sink_batch_bytes), then every Java
-        client's properties, which win.
+        """The job's producer: its batching (sink_linger_ms, sink_batch_bytes) and compression
+        (sink_compression), then every Java client's properties, which win.
 
         >>> KafkaConfig(java_properties={"linger.ms": "0"}).java_sink_properties()
-        {'linger.ms': '0', 'batch.size': '262144'}
+        {'linger.ms': '0', 'batch.size': '262144', 'compression.type': 'lz4'}
         """
+        if self.sink_compression not in SINK_COMPRESSIONS:
+            raise ConfigError(f"kafka.sink_compression must be one of {', '.join(SINK_COMPRESSIONS)}, "
+                              f"not {self.sink_compression!r}")
         return {"linger.ms": str(self.sink_linger_ms), "batch.size": str(self.sink_batch_bytes),
-                **self.java_client_properties()}
+                "compression.type": self.sink_compression, **self.java_client_properties()}
 
     def librdkafka_client_properties(self) -> dict[str, str]:
         return {**self.properties, **self.librdkafka_properties}

@@ -52,7 +52,8 @@ def test_job_keeps_its_ratio_to_the_in_process_limit():
                         naive_as_job=False)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
-    print(f"\n[bench-guard] job {r['job_eps']:.0f}/s, limit {r['limit_eps']:.0f}/s, naive "
+    print(f"\n[bench-guard] job {r['job_eps']:.0f}/s, limit {r['limit_eps']:.0f}/s (after the job "
+          f"{r['limit_after_eps']:.0f}/s), naive "
           f"{r['naive_eps']:.0f}/s, job/limit {r['ratio_job_limit']:.3f} (guard {GUARD_JOB_OVER_LIMIT})")
     assert r["interactions"] > 3000
     assert r["ratio_job_limit"] >= GUARD_JOB_OVER_LIMIT

@@ -37,6 +37,14 @@ def test_security_properties_reach_each_client_family(tmp_path):
     assert (sink["linger.ms"], sink["batch.size"]) == (str(k.sink_linger_ms), str(k.sink_batch_bytes))
 
 
+def test_the_jobs_producer_compresses_as_configured():
+    assert load_config(None, env={}).kafka.java_sink_properties()["compression.type"] == "lz4"
+    off = load_config(None, env={"LIVEFIT_KAFKA__SINK_COMPRESSION": "none"}).kafka
+    assert off.java_sink_properties()["compression.type"] == "none"
+    with pytest.raises(ConfigError, match="kafka.sink_compression must be one of none, gzip"):
+        load_config(None, env={"LIVEFIT_KAFKA__SINK_COMPRESSION": "lz5"}).kafka.java_sink_properties()
+
+
 def test_unknown_keys_and_bad_values_are_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown key job.horizon"):
         load_config(None, env={"LIVEFIT_JOB__HORIZON": "1"})
