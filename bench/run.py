@@ -501,6 +501,12 @@ def _feature_parity(scores: dict[str, dict[str, Any]], features: dict[int, list[
             "scored_without_product": sum(not s["product_known"] for s in scores.values())}
 
 
+def _fresh(logic: CustomerLogic) -> CustomerLogic:
+    """The same models and parameters, none of the drift corrections ``logic`` has learned: what
+    a second loop over the same events must start from to do the same work."""
+    return CustomerLogic(logic.model, logic.params, logic.cold_model, logic.anomaly_model)
+
+
 def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str], None],
                 modes: tuple[str, ...] | None = None, cluster: bool = False,
                 naive_as_job: bool = True) -> dict[str, Any]:
@@ -537,9 +543,8 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
             f"{sample.interactions:,} interactions): {naive['eps']:,.0f} interactions/s")
         # The limit on the same sample: how much cheaper (or dearer) than the whole workload the
         # sample's work is for livefit's own loop, and the two loops compared on the same events.
-        limit_on_sample = run_loop(sample, CustomerLogic(logic.model, logic.params, logic.cold_model,
-                                                         logic.anomaly_model),
-                                   cfg.job.max_out_of_orderness_ms, drift_publish_every=drift_every)
+        limit_on_sample = run_loop(sample, _fresh(logic), cfg.job.max_out_of_orderness_ms,
+                                   drift_publish_every=drift_every)
         say(f"in-process limit on that sample: {limit_on_sample['eps']:,.0f} interactions/s")
         naive_scoring = run_loop(sample, naive_logic(logic, online_through_sklearn=False),
                                  cfg.job.max_out_of_orderness_ms, drift_publish_every=drift_every)
@@ -567,9 +572,8 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
     # The limit once more, after the job: on a machine whose speed drifts within minutes (the
     # limit measured 11,378-16,211/s across one hour's 450k runs in session 36) the two say how
     # far the ratios against the first may be off.
-    limit_after = run_loop(workload, CustomerLogic(logic.model, logic.params, logic.cold_model,
-                                                   logic.anomaly_model),
-                           cfg.job.max_out_of_orderness_ms, drift_publish_every=drift_every)
+    limit_after = run_loop(workload, _fresh(logic), cfg.job.max_out_of_orderness_ms,
+                           drift_publish_every=drift_every)
     say(f"in-process limit again, after the job: {limit_after['eps']:,.0f} interactions/s")
     limits_mean = (limit["eps"] + limit_after["eps"]) / 2
     return {

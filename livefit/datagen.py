@@ -125,10 +125,6 @@ class World:
         f = taste_drift_share(frac)
         return float((1 - f) * self.bias[c] + f * self.bias_late[c])
 
-    def personal_prior(self, c: int) -> PersonalPrior:
-        """How customer ``c``'s personal propensity was drawn (:func:`personal_prior`)."""
-        return personal_prior(SEGMENTS.index(self.customers[c]["segment"]), self.segment_drift)
-
     def add_customer(self, rng: np.random.Generator, created_at: datetime) -> int:
         c = len(self.customers)
         tc, tl, tcol = (rng.dirichlet([TASTE_CONCENTRATION] * 8) for _ in range(3))

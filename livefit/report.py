@@ -20,6 +20,7 @@ from typing import Any
 from livefit.config import Config
 from models.evaluation import (
     BOOTSTRAP_RESAMPLES,
+    FIT_SAMPLES,
     WARM_LABELS,
     Evaluation,
     attach_river,
@@ -198,8 +199,8 @@ def _fit_line(h: dict[str, Any], warm: dict[str, Any]) -> list[str]:
     return ["", f"The fit, too, is seen only through the customer: what they look at (their tastes "
             f"draw them) and how they engage (the better the fit, the more). Told the best estimate "
             f"of it that all their interactions up to the scored one allow (a posterior over their "
-            f"tastes and price level, knowing how the generator draws them; 2,000 draws from that "
-            f"prior per customer, weighed by what they did), the offline model would gain "
+            f"tastes and price level, knowing how the generator draws them; {FIT_SAMPLES:,} draws from "
+            f"that prior per customer, weighed by what they did), the offline model would gain "
             f"{bound - warm['auc_offline']:+.4f} (ROC-AUC {bound}): its features already hold "
             f"most of the fit the data shows. So by these two bounds most of the gap to the "
             f"generator's own probability is not in what the shop observes. (Each bound uses one "

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from livefit.config import DataConfig
-from livefit.datagen import build_world
+from livefit.datagen import SEGMENTS, build_world, personal_prior
 
 
 def test_personal_prior_describes_how_the_generator_draws_each_propensity():
@@ -20,7 +20,8 @@ def test_personal_prior_describes_how_the_generator_draws_each_propensity():
     for c in range(len(world.customers)):
         start, slope = personal(c, 0.0), personal(c, 1.0) - personal(c, 0.0)
         assert abs(personal(c, 0.3) - (start + 0.3 * slope)) < 1e-12  # a straight line
-        by_prior.setdefault(tuple(world.personal_prior(c)), []).append((start, slope))
+        by_prior.setdefault(tuple(personal_prior(SEGMENTS.index(world.customers[c]["segment"]),
+                                                 world.segment_drift)), []).append((start, slope))
     assert len(by_prior) == 3  # one prior per segment
     for (start_mean, start_sd, slope_mean, slope_sd), drawn in by_prior.items():
         starts, slopes = np.asarray(drawn).T
