@@ -144,6 +144,52 @@ class CpuShares:
                 for name, how in self.pids.items()}
 
 
+class CpuTimeline(threading.Thread):
+    """Cumulative CPU seconds of named process trees and single processes (as :class:`CpuShares`
+    counts them), sampled every ``every_s`` on the wall clock (the clock of the broker's
+    timestamps on this machine): the cores each part used between two moments known only
+    afterwards, e.g. a job's first and last score.
+
+    >>> t = CpuTimeline(alone={"bench": os.getpid()}, every_s=0.05)
+    >>> t.start(); t0 = time.time(); _ = sum(i * i for i in range(2_000_000)); t1 = time.time()
+    >>> time.sleep(0.1); t.stop.set()
+    >>> 0 < t.cores_between(t0, t1)["bench"] <= 1.5
+    True
+    """
+
+    def __init__(self, trees: dict[str, int] | None = None, alone: dict[str, int] | None = None,
+                 every_s: float = 0.5):
+        super().__init__(daemon=True, name="cpu-timeline")
+        self.pids = {**{name: (pid, True) for name, pid in (trees or {}).items()},
+                     **{name: (pid, False) for name, pid in (alone or {}).items()}}
+        self.every_s = every_s
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self.stop = threading.Event()
+
+    def _sample(self) -> None:
+        self.samples.append((time.time(), {n: _cpu_seconds(*how) for n, how in self.pids.items()}))
+
+    def run(self) -> None:
+        self._sample()
+        while not self.stop.wait(self.every_s):
+            self._sample()
+
+    def cores_between(self, t0: float, t1: float) -> dict[str, float]:
+        """Cores used by each tree from the last sample at or before ``t0`` to the first at or
+        after ``t1`` (wall-clock seconds); {} if the samples do not cover the window (it began
+        before the first sample, or has not ended). A process that exits inside the window takes
+        its CPU time with it: sample live trees only."""
+        if self.samples and self.samples[-1][0] < t1 <= time.time():
+            self._sample()  # the window ended since the last sample: no need to wait for the next
+        before = [s for s in self.samples if s[0] <= t0]
+        after = [s for s in self.samples if s[0] >= t1]
+        if not before or not after:
+            return {}
+        (a, ca), (b, cb) = before[-1], after[0]
+        cores = {n: round((cb[n] - ca[n]) / (b - a), 2) for n in self.pids}
+        return {**cores, "total": round(sum(cores.values()), 2), "window_s": round(b - a, 1)}
+
+
 def _consumer(cfg: Config, topic: str) -> Consumer:
     """A consumer of ``topic`` from its first record (no group offsets: every read is whole)."""
     c = Consumer(client_conf(cfg.kafka, **{"group.id": f"bench-{time.time_ns()}", "enable.auto.commit": False}))
@@ -346,13 +392,14 @@ def where_it_runs(cfg: Config, cluster: bool) -> str:
 
 def _run_job(cfg: Config, run_dir: Path, interactions: int, orders: int, mode: str,
              say: Callable[[str], None], reference: dict[int, list[float]],
-             cluster: bool = False) -> dict[str, Any]:
+             cluster: bool = False, broker_pid: int | None = None) -> dict[str, Any]:
     """The job in one Python execution mode over the preloaded topics, into its own score topic,
     in local execution or (``cluster``) submitted to a session cluster of its own
     (``flink.cluster_taskmanagers``). ``reference``: each interaction's features as offline
     training computes them. Throughput in interactions/s, and in scored events/s: the
     interactions' and ``orders``' score records (each order gets its anomaly score), first to
-    last."""
+    last; with ``broker_pid``, the cores the job, the broker and this process used from first to
+    last score."""
     from livefit.cli import start_job
 
     base_topic, base_labels = cfg.kafka.scores_topic, cfg.kafka.labels_topic
@@ -360,7 +407,7 @@ def _run_job(cfg: Config, run_dir: Path, interactions: int, orders: int, mode: s
     cfg.kafka.labels_topic = f"{base_labels}.bench-{mode}"
     base_run_dir, base_ports = cfg.stack.run_dir, (cfg.flink.rest_port, cfg.flink.rpc_port)
     job: Any = None
-    sampler = None
+    sampler = timeline = None
     try:
         ensure_topics(cfg.kafka, [cfg.kafka.scores_topic, cfg.kafka.labels_topic])
         env = _job_env(cfg, run_dir, mode)
@@ -377,6 +424,9 @@ def _run_job(cfg: Config, run_dir: Path, interactions: int, orders: int, mode: s
             flink_logs = run_dir / "logs" / "flink"
             sampler = ProcessTreeSampler(job.pid)
         sampler.start()
+        if broker_pid is not None and not cluster:
+            timeline = CpuTimeline({"job": job.pid, "broker": broker_pid}, alone={"bench": os.getpid()})
+            timeline.start()
         _await_topic_written(cfg, cfg.kafka.scores_topic, interactions + orders, timeout_s=1800, job=job)
         scores = _collect_scores(cfg, lambda s: len(s) >= interactions, timeout_s=1800, job=job)
         ts = sorted(v["broker_ts"] for v in scores.values())
@@ -389,6 +439,9 @@ def _run_job(cfg: Config, run_dir: Path, interactions: int, orders: int, mode: s
         say(f"job, python {mode} mode: {eps:,.0f} interactions/s over {span:.1f}s "
             f"(first score {ts[0] / 1000 - t_submit:.0f}s after start); with the orders' anomaly "
             f"scores, {events_eps:,.0f} scored events/s ({interactions:,} + {len(order_ts):,} of {orders:,} orders)")
+        cores = timeline.cores_between(ts[0] / 1000, ts[-1] / 1000) if timeline else {}
+        if cores:
+            say(f"job, python {mode} mode: cores used from first to last score: {cores}")
         # The whole path ends when the last label has been learned (the last labels fall due
         # after the last score: the watermark trails the reading by the horizon).
         features: dict[int, list[float]] = {}
@@ -411,8 +464,9 @@ def _run_job(cfg: Config, run_dir: Path, interactions: int, orders: int, mode: s
             "applied a segment's drift correction")
         _await_checkpoint(cfg, flink_logs)
     finally:
-        if sampler is not None:
-            sampler.stop.set()
+        for thread in (sampler, timeline):
+            if thread is not None:
+                thread.stop.set()
         if cluster:
             with contextlib.suppress(OSError, ValueError):  # a cluster that never answered
                 fc.cancel(cfg)
@@ -428,6 +482,7 @@ def _run_job(cfg: Config, run_dir: Path, interactions: int, orders: int, mode: s
             "scores_with_drift_correction": drift_applied,
             "feature_parity": parity,
             "memory_peak": sampler.peak if sampler else {},
+            "cpu_cores": cores,
             "checkpoints": _checkpoints(flink_logs)}
 
 
@@ -554,7 +609,7 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
         runs_on = where_it_runs(cfg, cluster)
         say(f"the job runs in {runs_on}")
         runs = {mode: _run_job(cfg, run_dir / f"job-{mode}", workload.interactions, orders, mode, say, reference,
-                               cluster=cluster)
+                               cluster=cluster, broker_pid=broker_pid)
                 for mode in modes}
         naive_job = run_naive_job(cfg, run_dir / "naive-job", sample, say) if naive_as_job else None
     finally:
@@ -601,6 +656,7 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
         "ratio_job_naive_scoring_only": round(job["eps"] / naive_scoring["eps"], 2),
         "limit": limit, "naive": naive, "naive_scoring_only": naive_scoring,
         "memory_peak": job["memory_peak"],
+        "job_cpu_cores": job["cpu_cores"],
         "checkpoints": job["checkpoints"],
         "state_bytes_per_customer": {"mean": limit["state_bytes_per_customer_mean"],
                                      "max": limit["state_bytes_per_customer_max"],
@@ -1047,6 +1103,8 @@ def print_table(r: dict[str, Any]) -> None:
            f"{r['limit'].get('feature_parity', {}).get('compared', 0):,}; "
            f"{r['limit'].get('scored_without_product', 0):,})")
           for m, v in r.get("job_by_mode", {}).items() if "feature_parity" in v),
+        *((f"  job, {m} mode: cores used, first to last score", _cores_line(v["cpu_cores"]))
+          for m, v in r.get("job_by_mode", {}).items() if v.get("cpu_cores")),
         ("in-process limit (interactions/s)", f"{r['limit_eps']:,.0f}"
          + (f" (after the job: {r['limit_after_eps']:,.0f}, x{r['ratio_limit_after_before']:.2f})"
             if "limit_after_eps" in r else "")),

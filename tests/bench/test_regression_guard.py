@@ -71,6 +71,9 @@ def test_job_keeps_its_ratio_to_the_in_process_limit():
     # workload then; 3,408 after; on today's 1,000 customers 16,768-16,819 of 17,112.
     print(f"[bench-guard] labels before the last score: {job['labels_before_last_score']}")
     assert job["labels_before_last_score"] >= job["labels"] / 2
+    # What used the cores while it scored: the job (its JVM and Python) above all.
+    print(f"[bench-guard] cores used from the first to the last score: {r['job_cpu_cores']}")
+    assert r["job_cpu_cores"]["job"] > r["job_cpu_cores"]["broker"]
     # One feature definition, offline and online (issue 3): every labelled interaction's
     # features as the running job scored them (its label records carry them) equal those offline
     # training computes by replaying the same history in commit order (udfs.replay), and the
