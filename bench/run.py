@@ -181,11 +181,12 @@ class CpuTimeline(threading.Thread):
         its CPU time with it: sample live trees only."""
         if self.samples and self.samples[-1][0] < t1 <= time.time():
             self._sample()  # the window ended since the last sample: no need to wait for the next
-        before = [s for s in self.samples if s[0] <= t0]
-        after = [s for s in self.samples if s[0] >= t1]
+        samples = list(self.samples)  # two threads append: not necessarily in time order
+        before = [s for s in samples if s[0] <= t0]
+        after = [s for s in samples if s[0] >= t1]
         if not before or not after:
             return {}
-        (a, ca), (b, cb) = before[-1], after[0]
+        (a, ca), (b, cb) = max(before, key=lambda s: s[0]), min(after, key=lambda s: s[0])
         cores = {n: round((cb[n] - ca[n]) / (b - a), 2) for n in self.pids}
         return {**cores, "total": round(sum(cores.values()), 2), "window_s": round(b - a, 1)}
 
