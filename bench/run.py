@@ -120,6 +120,16 @@ def _cpu_seconds(pid: int, tree: bool) -> float:
     return total
 
 
+def _named_processes(trees: dict[str, int] | None, alone: dict[str, int] | None) -> dict[str, tuple[int, bool]]:
+    """name -> (pid, with its descendants): ``trees`` whole, ``alone`` each process by itself."""
+    return {**{name: (pid, True) for name, pid in (trees or {}).items()},
+            **{name: (pid, False) for name, pid in (alone or {}).items()}}
+
+
+def _cpu_by_name(pids: dict[str, tuple[int, bool]]) -> dict[str, float]:
+    return {name: _cpu_seconds(*how) for name, how in pids.items()}
+
+
 class CpuShares:
     """CPU of named process trees (``trees``) and single processes (``alone``, e.g. the bench's
     own process, whose children are the stack and the job) over a window, in cores (1.0 = one
@@ -133,15 +143,14 @@ class CpuShares:
     """
 
     def __init__(self, trees: dict[str, int] | None = None, alone: dict[str, int] | None = None):
-        self.pids = {**{name: (pid, True) for name, pid in (trees or {}).items()},
-                     **{name: (pid, False) for name, pid in (alone or {}).items()}}
+        self.pids = _named_processes(trees, alone)
         self.t0 = time.monotonic()
-        self.c0 = {name: _cpu_seconds(*how) for name, how in self.pids.items()}
+        self.c0 = _cpu_by_name(self.pids)
 
     def cores(self) -> dict[str, float]:
         seconds = max(time.monotonic() - self.t0, 1e-9)
-        return {name: round((_cpu_seconds(*how) - self.c0[name]) / seconds, 2)
-                for name, how in self.pids.items()}
+        c1 = _cpu_by_name(self.pids)
+        return {name: round((c1[name] - self.c0[name]) / seconds, 2) for name in self.pids}
 
 
 class CpuTimeline(threading.Thread):
@@ -160,14 +169,13 @@ class CpuTimeline(threading.Thread):
     def __init__(self, trees: dict[str, int] | None = None, alone: dict[str, int] | None = None,
                  every_s: float = 0.5):
         super().__init__(daemon=True, name="cpu-timeline")
-        self.pids = {**{name: (pid, True) for name, pid in (trees or {}).items()},
-                     **{name: (pid, False) for name, pid in (alone or {}).items()}}
+        self.pids = _named_processes(trees, alone)
         self.every_s = every_s
         self.samples: list[tuple[float, dict[str, float]]] = []
         self.stop = threading.Event()
 
     def _sample(self) -> None:
-        self.samples.append((time.time(), {n: _cpu_seconds(*how) for n, how in self.pids.items()}))
+        self.samples.append((time.time(), _cpu_by_name(self.pids)))
 
     def run(self) -> None:
         self._sample()
