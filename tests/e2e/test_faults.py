@@ -2,7 +2,8 @@
 
 - the Flink job is killed (-9, with its Python workers) mid-stream and resumes from its latest
   checkpoint;
-- the Debezium feeder is killed (-9) in the middle of a large batch and restarted;
+- the Debezium feeder is killed (-9) in the middle of large transactions, right after it
+  delivered a batch (when it stores its position), and restarted, five times;
 - the broker stops answering (SIGSTOP) for a while and comes back;
 - thousands of malformed payloads are written straight to the CDC topics.
 
@@ -20,7 +21,7 @@ import random
 import signal
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -186,28 +187,52 @@ def test_graceful_stop_with_savepoint_and_resume(harness: Harness):
     assert fig["unique_scores"] == len(expected)
 
 
+FEEDER_KILLS = 5
+
+
+def _lines_after(log: Path, offset: int, text: bytes, count: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while log.read_bytes()[offset:].count(text) < count:
+        assert time.monotonic() < deadline, f"no {count} x {text!r} in {log} after {timeout_s} s"
+        time.sleep(0.005)
+
+
 def test_feeder_killed_mid_batch_loses_nothing_and_duplicates_are_absorbed(harness: Harness):
     h = harness
-    state = manager.read_state(h.cfg)
     before = len(h.col.scores)
+    feeder_log = h.stack.run_dir / "logs" / "feeder.log"
+    delivered = b"change events delivered"
     with psycopg.connect(h.cfg.postgres.dsn, autocommit=True) as conn:
         n_customers = conn.execute("SELECT count(*) FROM customers").fetchone()[0]
-        # One large transaction: Debezium ships it in several batches; kill it in the middle.
-        conn.execute("INSERT INTO interactions (customer_id, product_id, kind) "
-                     "SELECT 1 + g %% %s, 1 + g %% 30, 'view' FROM generate_series(1, 6000) g",
-                     (min(n_customers, 60),))
-    time.sleep(0.8)
-    os.killpg(state["feeder_pid"], signal.SIGKILL)
-    time.sleep(1)
-    manager.restart_feeder(h.cfg)
-    expected = h.wait_all_scored("every interaction after the feeder restart")
-    cdc = read_topic(h.cfg.kafka, h.cfg.kafka.changes_topic, idle_polls=3)
-    created = [env["after"]["id"] for env in (json.loads(v) for _k, v, _t in cdc if v)
+        for _ in range(FEEDER_KILLS):
+            logged = feeder_log.stat().st_size
+            # One large transaction: Debezium ships it in several batches. Kill -9 right after
+            # one is delivered, when the engine stores its position (a store that can be caught
+            # mid-write loses it, and Debezium snapshots every table again: 1 kill in 4 here with
+            # Kafka's FileOffsetBackingStore).
+            conn.execute("INSERT INTO interactions (customer_id, product_id, kind) "
+                         "SELECT 1 + g %% %s, 1 + g %% 30, 'view' FROM generate_series(1, 6000) g",
+                         (min(n_customers, 60),))
+            _lines_after(feeder_log, logged, delivered, count=random.randint(1, 2), timeout_s=60)
+            os.killpg(manager.read_state(h.cfg)["feeder_pid"], signal.SIGKILL)
+            time.sleep(0.3)
+            restarted = feeder_log.stat().st_size
+            manager.restart_feeder(h.cfg)
+            _lines_after(feeder_log, restarted, delivered, count=1, timeout_s=120)
+    expected = h.wait_all_scored("every interaction after the feeder restarts")
+    cdc = [json.loads(v) for _k, v, _t in read_topic(h.cfg.kafka, h.cfg.kafka.changes_topic,
+                                                      idle_polls=3) if v]
+    created = [env["after"]["id"] for env in cdc
                if env.get("after") and env["source"]["table"] == "interactions"]
+    snapshotted = Counter((env["source"]["table"], env["after"]["id"]) for env in cdc
+                          if env.get("op") == "r")
+    again = [row for row, n in snapshotted.items() if n > 1]
+    assert not again, (f"Debezium snapshotted {len(again)} rows again after a kill: it lost its "
+                       f"stored position (e.g. {again[:3]}); see {feeder_log}")
     resent = len(created) - len(set(created))
     new_scores = h.col.scores[before:]
-    FIGURES["feeder_kill"] = {"interactions_in_db": len(expected), "cdc_records_resent": resent,
-                              "new_score_records": len(new_scores)}
+    FIGURES["feeder_kill"] = {"interactions_in_db": len(expected), "feeder_kills": FEEDER_KILLS,
+                              "cdc_records_resent": resent, "new_score_records": len(new_scores)}
     fig = h.check_invariants("feeder_kill")
     assert fig["unique_scores"] == len(expected)
     # The job absorbed every re-sent change itself: no interaction scored twice by this job run.
@@ -232,6 +257,17 @@ def test_broker_unavailable_for_a_while_then_back(harness: Harness):
     fig = h.check_invariants("broker_pause")
     assert fig["unique_scores"] == len(expected)
     assert h.job.poll() is None
+
+
+def _job_report(h: Harness) -> str:
+    """What a failed wait on the job needs in CI's output, where the run directory is gone."""
+    flink = sorted((h.stack.run_dir / "logs" / "flink").glob("*.log*"))
+    errors = [line for f in flink for line in f.read_text(errors="replace").splitlines()
+              if " ERROR " in line or "Exception" in line or "switched from" in line]
+    job_log = h.log.read_text(errors="replace").splitlines()
+    return "\n".join([f"job process: {'running' if h.job.poll() is None else f'exited {h.job.returncode}'}",
+                      "job.log, last 15 lines:", *job_log[-15:],
+                      f"Flink's errors and state switches ({len(errors)}), last 25:", *errors[-25:]])
 
 
 # -- fuzzing the running job --------------------------------------------------------------------
@@ -294,7 +330,8 @@ def test_a_restore_under_another_shard_count_is_refused_loudly(harness: Harness)
     flink_logs = h.stack.run_dir / "logs" / "flink"
     deadline = time.monotonic() + 120
     while not any(refusal in f.read_text(errors="replace") for f in flink_logs.glob("*.log*")):
-        assert time.monotonic() < deadline, f"no refusal of the other shard count; see {flink_logs}"
+        assert time.monotonic() < deadline, \
+            f"no refusal of the other shard count; see {flink_logs}\n{_job_report(h)}"
         time.sleep(2)
     # The task's error is logged a moment before the job's switch to failing/restarting.
     while not job_failovers(h.stack.run_dir):
