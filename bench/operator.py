@@ -35,14 +35,14 @@ from udfs.envelope import ChangeEvent, Heartbeat, parse_record
 WATERMARK_INTERVAL_MS = 200  # Flink's default pipeline.auto-watermark-interval (the job keeps it)
 
 
-class _Keyed:
+class CurrentKey:
     """Which key the operator is called under (Flink's current key)."""
 
     key: int = 0
 
 
 class _MapState:
-    def __init__(self, keyed: _Keyed):
+    def __init__(self, keyed: CurrentKey):
         self._keyed = keyed
         self._maps: dict[int, dict[Any, Any]] = defaultdict(dict)
 
@@ -72,7 +72,7 @@ class _MapState:
 
 
 class _ValueState:
-    def __init__(self, keyed: _Keyed):
+    def __init__(self, keyed: CurrentKey):
         self._keyed = keyed
         self._values: dict[int, Any] = {}
 
@@ -94,8 +94,8 @@ class _Counter:
         self.count -= n
 
 
-class _RuntimeContext:
-    def __init__(self, keyed: _Keyed):
+class DictRuntimeContext:
+    def __init__(self, keyed: CurrentKey):
         self._keyed = keyed
         self.counters: dict[str, _Counter] = {}
 
@@ -105,7 +105,7 @@ class _RuntimeContext:
     def get_state(self, descriptor: Any) -> _ValueState:
         return _ValueState(self._keyed)
 
-    def get_metrics_group(self) -> _RuntimeContext:
+    def get_metrics_group(self) -> DictRuntimeContext:
         return self
 
     def counter(self, name: str) -> _Counter:
@@ -115,11 +115,11 @@ class _RuntimeContext:
         return 0
 
 
-class _Context:
+class DictContext:
     """The operator's ``ctx``: current key, event-time timers and the watermark, and the
     broadcast state (empty: no model swap, no drift correction)."""
 
-    def __init__(self, keyed: _Keyed):
+    def __init__(self, keyed: CurrentKey):
         self._keyed = keyed
         self.watermark = -(2**63)
         self.timers: list[tuple[int, int]] = []  # (time, key), a heap
@@ -128,7 +128,7 @@ class _Context:
     def get_current_key(self) -> int:
         return self._keyed.key
 
-    def timer_service(self) -> _Context:
+    def timer_service(self) -> DictContext:
         return self
 
     def current_watermark(self) -> int:
@@ -215,22 +215,28 @@ class Feed:
         yield calls
 
 
-def run_operator(cfg: Config, model_dir: str, the_feed: Feed,
-                 outputs: list[bytes] | None = None) -> dict[str, Any]:
-    """ScoreAndLearn over ``the_feed``, timed (``outputs``, if given, gets what it yields)."""
+def make_operator(cfg: Config, model_dir: str, shard_keys: list[int]) -> Any:
+    """``jobs.score_job.ScoreAndLearn`` as the job builds it from ``cfg``, keyed by ``shard_keys``
+    (not opened)."""
     from jobs.score_job import ScoreAndLearn
 
     j, k = cfg.job, cfg.kafka
-    keyed = _Keyed()
-    operator = ScoreAndLearn(
+    return ScoreAndLearn(
         model_dir, j.model_name, j.model_version, j.anomaly_model_name, j.scoring_params(),
         {"scores": k.scores_topic, "deadletter": k.deadletter_topic, "labels": k.labels_topic,
          "metrics": k.metrics_topic},
         j.quality_window_labels, j.metrics_every_labels, j.shards, j.state_cache_customers,
-        j.drift_publish_every_labels > 0, the_feed.shard_keys, j.max_created_after_commit_ms,
+        j.drift_publish_every_labels > 0, shard_keys, j.max_created_after_commit_ms,
         j.state_write_back, j.metrics_min_interval_ms)
-    runtime = _RuntimeContext(keyed)
-    ctx = _Context(keyed)
+
+
+def run_operator(cfg: Config, model_dir: str, the_feed: Feed,
+                 outputs: list[bytes] | None = None) -> dict[str, Any]:
+    """ScoreAndLearn over ``the_feed``, timed (``outputs``, if given, gets what it yields)."""
+    keyed = CurrentKey()
+    operator = make_operator(cfg, model_dir, the_feed.shard_keys)
+    runtime = DictRuntimeContext(keyed)
+    ctx = DictContext(keyed)
     out_bytes = 0
 
     def take(produced: Iterable[bytes]) -> None:

@@ -485,15 +485,13 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         produces leaves Python as one element (split in the JVM: OutputSplitter.java). An empty
         batch is the shard's flush marker: a checkpoint barrier follows."""
         if not value:
-            self._end_batch(self.shard_of_key[int(_current_key(ctx))], marker=True)
+            self._end_batch(self._shard(ctx), marker=True)
             return ()
         return self._outputs(self._process_batch(value, ctx))
 
     def _process_batch(self, value: bytes, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext
                        ) -> Iterable[OutputRecord]:
-        shard = self.shard_of_key[int(_current_key(ctx))]
-        if shard not in self.shards_checked:
-            self._check_shard_count(shard)
+        shard = self._shard(ctx)
         try:
             batch = decode_batch(value)
         except ValueError as exc:  # a framing bug, not bad input: keep the bytes, say where
@@ -677,17 +675,26 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
         else:
             self.states.put(cid, state)
 
-    def _check_shard_count(self, shard: int) -> None:
+    def _shard(self, ctx: Any) -> int:
+        """The shard this call is for (the current key), its state checked, on the shard's first
+        call, to have been written under this job's shard count: by a batch, a flush marker or a
+        timer, whichever comes first after a restore (heartbeats alone move event time, so the
+        restored timers of another count's shards may fire before any change arrives)."""
+        key = int(_current_key(ctx))
+        shard = self.shard_of_key.get(key)
+        if shard is not None and shard in self.shards_checked:
+            return shard
         stored = self.shard_count.value()
-        if stored is None:
-            self.shard_count.update(self.shards)
-        elif stored != self.shards:
+        if shard is None or (stored is not None and stored != self.shards):
+            written = f"job.shards={stored}" if stored is not None else "another job.shards"
             raise ValueError(
                 f"this job runs with job.shards={self.shards} but its restored state was written "
-                f"with job.shards={stored}: customers would be looked up in the wrong shard. Restore "
-                f"with job.shards={stored}, or start without restoring to rebuild the state from "
-                "the CDC topics")
+                f"with {written}: customers would be looked up in the wrong shard. Restore with "
+                f"{written}, or start without restoring to rebuild the state from the CDC topics")
+        if stored is None:
+            self.shard_count.update(self.shards)
         self.shards_checked.add(shard)
+        return shard
 
     def _write_due(self, shard: int) -> None:
         """The shard's due schedule, as changed since last written, to its "due" map (the
@@ -744,7 +751,7 @@ class ScoreAndLearn(KeyedBroadcastProcessFunction):
     def _resolve_due(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext
                      ) -> Iterable[OutputRecord]:
         timers = ctx.timer_service()
-        shard = self.shard_of_key[int(_current_key(ctx))]
+        shard = self._shard(ctx)
         watermark = timers.current_watermark()
         held_from = self._held_from(shard)
         if held_from is not None and held_from <= watermark:

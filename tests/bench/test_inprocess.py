@@ -8,7 +8,7 @@ import numpy as np
 from bench.inprocess import SklearnOnlinePerEvent, customer_sample, naive_logic, run_loop
 from livefit.config import DataConfig, load_config
 from livefit.workload import build_workload
-from tests.bench.conftest import Trained
+from tests.conftest import Trained
 from udfs.envelope import ChangeEvent, parse_record
 
 

@@ -10,7 +10,7 @@ from bench.run import run_naive_job
 from livefit.config import DataConfig
 from livefit.stack import broker
 from livefit.stack.procs import free_port, stop_pid
-from tests.bench.conftest import Trained
+from tests.conftest import Trained
 
 
 def test_the_naive_job_scores_and_learns_what_the_naive_loop_does(trained: Trained, tmp_path: Path):

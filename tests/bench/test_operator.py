@@ -11,7 +11,7 @@ import orjson
 from bench.inprocess import run_loop
 from bench.operator import Feed, run_operator
 from livefit.config import DataConfig
-from tests.bench.conftest import Trained
+from tests.conftest import Trained
 from udfs.batch import decode_outputs
 
 
