@@ -11,6 +11,7 @@ import pytest
 
 from bench.operator import CurrentKey, DictContext, DictRuntimeContext, Feed, make_operator
 from livefit.config import DataConfig
+from livefit.gc_tuning import streaming_gc
 from tests.conftest import Trained
 
 REFUSAL = "this job runs with job.shards=2 but its restored state was written with job.shards=4"
@@ -25,10 +26,12 @@ def restored(trained: Trained):
     cfg.job.shards = 2
     keyed = CurrentKey()
     operator = make_operator(cfg, cfg.job.model_dir, shard_keys=[0, 2])
-    operator.open(DictRuntimeContext(keyed))
     batch = next(call[2] for chunk in Feed.of(workload, cfg, 500).calls(cfg) for call in chunk
                  if call[0] == "batch")
-    return operator, keyed, batch
+    # open() freezes the heap for good, as at a job's start: only for the test, not this process.
+    with streaming_gc():
+        operator.open(DictRuntimeContext(keyed))
+        yield operator, keyed, batch
 
 
 def _restore_state_of_four_shards(operator, keyed: CurrentKey) -> None:
