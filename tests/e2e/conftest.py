@@ -98,12 +98,15 @@ def job_failovers(run_dir: Path) -> list[str]:
     With checkpointing on, Flink restarts a failing job forever, so a live job process proves
     nothing by itself: a crash loop shows up here.
     """
-    lines = []
-    for f in (run_dir / "logs" / "flink").glob("*.log*"):
-        lines += [line for line in f.read_text(errors="replace").splitlines()
-                  if "switched from state RUNNING to RESTARTING" in line
-                  or "switched from state RUNNING to FAILING" in line]
-    return lines
+    return [line for line in flink_log_lines(run_dir)
+            if "switched from state RUNNING to RESTARTING" in line
+            or "switched from state RUNNING to FAILING" in line]
+
+
+def flink_log_lines(run_dir: Path) -> list[str]:
+    """Every line Flink logged in local execution (<run_dir>/logs/flink/, rolled files too)."""
+    return [line for f in sorted((run_dir / "logs" / "flink").glob("*.log*"))
+            for line in f.read_text(errors="replace").splitlines()]
 
 
 @dataclass

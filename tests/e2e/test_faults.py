@@ -34,7 +34,7 @@ from livefit.cli import start_job
 from livefit.kafka_io import producer, read_topic
 from livefit.stack import manager
 from livefit.stack.procs import stop_pid
-from tests.e2e.conftest import Stack, TopicCollector, job_failovers
+from tests.e2e.conftest import Stack, TopicCollector, flink_log_lines, job_failovers
 from tests.fuzz import fuzz_payloads
 from udfs.envelope import ChangeEvent, DeadLetter, parse_record
 
@@ -271,8 +271,7 @@ def test_broker_unavailable_for_a_while_then_back(harness: Harness):
 
 def _job_report(h: Harness) -> str:
     """What a failed wait on the job needs in CI's output, where the run directory is gone."""
-    flink = sorted((h.stack.run_dir / "logs" / "flink").glob("*.log*"))
-    errors = [line for f in flink for line in f.read_text(errors="replace").splitlines()
+    errors = [line for line in flink_log_lines(h.stack.run_dir)
               if " ERROR " in line or "Error" in line or "Exception" in line
               or "switched from state" in line]
     job_log = h.log.read_text(errors="replace").splitlines()
@@ -345,7 +344,7 @@ def test_a_restore_under_another_shard_count_is_refused_loudly(harness: Harness)
                f"job.shards={h.cfg.job.shards}")
     flink_logs = h.stack.run_dir / "logs" / "flink"
     deadline = time.monotonic() + 120
-    while not any(refusal in f.read_text(errors="replace") for f in flink_logs.glob("*.log*")):
+    while not any(refusal in line for line in flink_log_lines(h.stack.run_dir)):
         assert time.monotonic() < deadline, \
             f"no refusal of the other shard count; see {flink_logs}\n{_job_report(h)}"
         time.sleep(2)
