@@ -59,6 +59,11 @@ class PendingLabel:
     # and a customer's state is encoded after every event with all its pending labels (on a
     # backlog, packing them each time was a third of encode_state).
     packed: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
+    # ``x`` as the residual learns on it (OfflineModel.standardize), by the model that scaled it
+    # at scoring: learning reuses it while that model still serves, instead of scaling again.
+    # Not stored in Flink state; a restored label is scaled again when it resolves.
+    scaled: np.ndarray | None = field(default=None, repr=False, compare=False)
+    scaled_by: OfflineModel | None = field(default=None, repr=False, compare=False)
 
     def pack(self) -> tuple[Any, ...]:
         if self.packed is None:
@@ -374,7 +379,8 @@ class CustomerLogic:
             "product_known": product is not None,
         })
         pending = PendingLabel(int(row["id"]), int(ev.customer_id or 0), int(row["product_id"]), ts, x,
-                               offline_logit, model.name, model.version, p_online, shared)
+                               offline_logit, model.name, model.version, p_online, shared,
+                               scaled=xs, scaled_by=self.model)
         horizon = self.params.label_horizon_ms
         if any(pid == pending.product_id and ts <= t_o <= ts + horizon
                for pid, t_o in state.recent_orders):
@@ -464,7 +470,10 @@ class CustomerLogic:
         return out
 
     def _learn(self, state: CustomerState, p: PendingLabel, y: int, out: Outcome) -> None:
-        p_before = state.online.learn_one(self.model.standardize(p.x),
+        xs = p.scaled
+        if xs is None or p.scaled_by is not self.model:
+            xs = self.model.standardize(p.x)
+        p_before = state.online.learn_one(xs,
                                           p.offline_logit + p.shared_offset, y,
                                           self.params.prior_precision, self.params.prior_precision_bias)
         if y:

@@ -255,11 +255,14 @@ def parse_record(
     if value is None:
         return Tombstone(topic, key)
     try:
-        # Debezium writes UTF-8; no encoding sniffing. orjson: ~3 us per envelope against ~9 us.
-        env = orjson.loads(value.decode("utf-8"))
-    except UnicodeDecodeError:
-        return dead("value is not UTF-8 text")
+        # Debezium writes UTF-8; no encoding sniffing. orjson: ~3 us per envelope against ~9 us,
+        # and it checks the UTF-8 itself (no decoded copy of every value).
+        env = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            return dead("value is not UTF-8 text")
         return dead(f"value is not valid JSON: {exc.msg} at char {exc.pos}")
     except RecursionError:
         return dead("value is JSON nested too deeply")

@@ -79,15 +79,22 @@ class OnlineResidual:
         Returns the probability the model gave just before the step.
         """
         xv = np.asarray(x, dtype=np.float64)
-        p = self.predict_proba_one(xv, offline_logit)
+        p = sigmoid(self.decision_one(xv, offline_logit))
         g = p - float(y)
         curvature = max(p * (1.0 - p), 1e-6)
-        if self.precision_w is None:  # the first label: the posterior starts at the prior
-            self.precision_w = np.full(len(xv), prior_precision_w)
+        precision_w = self.precision_w
+        if precision_w is None:  # the first label: the posterior starts at the prior
+            precision_w = self.precision_w = np.full(len(xv), prior_precision_w)
             self.precision_b = prior_precision_b
-        self.precision_w += curvature * xv * xv
+        # One scratch array for both steps (runs per label; the same arithmetic, in the same
+        # order, as precision_w += curvature * x * x and w -= g * x / precision_w).
+        step = curvature * xv
+        step *= xv
+        precision_w += step
         self.precision_b += curvature
-        self.w -= g * xv / self.precision_w
+        np.multiply(xv, g, out=step)
+        step /= precision_w
+        self.w -= step
         self.b -= g / self.precision_b
         self.n_updates += 1
         return p

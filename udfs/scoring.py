@@ -106,7 +106,7 @@ class OfflineModel(ServedModel):
         xs = self.standardize(x)
         if self._linear is None:
             return logit(float(self.estimator.predict_proba(np.asarray([x], dtype=np.float64))[0, 1])), xs
-        return float(xs @ self._linear[2]) + self._linear[3], xs
+        return float(np.dot(xs, self._linear[2])) + self._linear[3], xs
 
     def standardize(self, x: Sequence[float]) -> np.ndarray:
         """``x`` on the scale the offline model's scaler puts it (as is for other estimators): the

@@ -229,6 +229,28 @@ def test_a_customer_stored_and_restored_after_every_event_behaves_identically(lo
     assert kept.positives > 0 and kept.negatives > 0 and kept.online.n_updates > 20
 
 
+def test_a_label_resolved_after_a_model_swap_learns_on_the_new_models_scale(logic):
+    """A pending label keeps its features as scaled at scoring (PendingLabel.scaled) so that
+    learning need not scale them again; after a swap to a model with another scaler it must not
+    use them: the residual learns on the serving model's scale, as it does for a label restored
+    from Flink state (which holds no scaled copy)."""
+    from tests.helpers import fitted_pipeline
+    from udfs.scoring import OfflineModel
+
+    kept = CustomerState()
+    for i, t in enumerate((1_000, 20_000, 40_000)):
+        logic.on_event(kept, interaction(i, t, kind="click"), SHOE, watermark_ms=0)
+    assert all(p.scaled is not None for p in kept.pending)
+    restored = decode_state(encode_state(kept))
+    assert all(p.scaled is None for p in restored.pending)
+    logic.model = OfflineModel(fitted_pipeline(seed=1), {"name": "propensity", "version": 2,
+                                                         "features": list(FEATURE_NAMES)})
+    a, b = logic.on_timer(kept, 40_000 + HORIZON), logic.on_timer(restored, 40_000 + HORIZON)
+    assert a.learned == b.learned == 3
+    assert a.labels == b.labels
+    assert pickle.loads(encode_state(kept)) == pickle.loads(encode_state(restored))
+
+
 def test_snapshot_order_all_orders_first_still_resolves_every_positive(logic):
     """A snapshot may deliver all of a customer's orders before any of their interactions."""
     s = CustomerState()
