@@ -16,7 +16,7 @@ import pickle
 import time
 from array import array
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -148,6 +148,8 @@ def decode_state(blob: bytes | CustomerState) -> CustomerState:
     """
     t = blob if isinstance(blob, CustomerState) else pickle.loads(blob)
     if isinstance(t, CustomerState):
+        for part in (t, t.profile, t.online, *t.pending):
+            _fill_defaults(part)
         return _with_weights_for(LEGACY_FEATURE_SET, t)
     if t[0] not in (1, 2, STATE_FORMAT):
         raise ValueError(f"customer state format {t[0]} is newer than this job reads ({STATE_FORMAT})")
@@ -168,6 +170,20 @@ def decode_state(blob: bytes | CustomerState) -> CustomerState:
         recent_orders=[(o[i], o[i + 1]) for i in range(0, len(o), 2)],
         seen=array("q", seen), duplicates=dups, segment=segment, last_event_ms=last_event,
         expiry_timer_ms=expiry, positives=pos, negatives=neg, expired=expired))
+
+
+def _fill_defaults(obj: Any) -> None:
+    """Give a dataclass object unpickled whole the defaults of the fields it was pickled without:
+    pickle restores only the slots it stored, and fields were added since (a pending label's
+    ``packed``, ``scaled`` and ``scaled_by``)."""
+    for f in fields(obj):
+        if not hasattr(obj, f.name):
+            if f.default is not MISSING:
+                setattr(obj, f.name, f.default)
+            elif f.default_factory is not MISSING:
+                setattr(obj, f.name, f.default_factory())
+            else:
+                raise ValueError(f"a stored {type(obj).__name__} has no {f.name!r}, and it has no default")
 
 
 def _with_weights_for(feature_set: int, state: CustomerState) -> CustomerState:

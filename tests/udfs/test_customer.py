@@ -186,6 +186,19 @@ def test_weights_learned_on_another_feature_set_are_not_applied(logic, feature_s
     assert decode_state(pickle.dumps(s)).online.n_updates == 0
 
 
+def test_a_state_pickled_whole_before_later_fields_existed_restores_and_learns(logic):
+    """States before format 1 were the objects pickled whole, and pickle restores only the slots
+    it stored: a pending label from then has none of the fields added since (``packed``,
+    ``scaled``, ``scaled_by``). It must still be learned from and written back."""
+    s = _learned(logic)
+    for p in s.pending:
+        del p.packed, p.scaled, p.scaled_by
+    restored = decode_state(pickle.dumps(s))
+    out = logic.on_timer(restored, 3_000 + HORIZON)
+    assert out.learned == 1 and out.labels[0]["interaction_id"] == 2
+    assert decode_state(encode_state(restored)).negatives == 1
+
+
 def test_weights_learned_on_these_features_are_kept(logic):
     s = _learned(logic)
     restored = decode_state(encode_state(s))
