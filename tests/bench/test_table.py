@@ -51,3 +51,12 @@ def test_the_limit_measured_after_the_job_is_shown_beside_the_first(capsys: pyte
     out = capsys.readouterr().out
     assert "8,000 (after the job: 6,000, x0.75)" in out
     assert "0.375 (against the mean of the limit before and after: 0.429)" in out
+
+
+def test_the_naive_measured_after_the_job_is_shown_beside_the_first(capsys: pytest.CaptureFixture[str]):
+    r = _result({"thread": _job(3000.0, 900, 0.0)})
+    r.update(naive_after_eps=600.0, ratio_naive_after_before=1.5, ratio_job_naives_mean=6.0)
+    print_table(r)
+    out = capsys.readouterr().out
+    assert "400 (after the job: 600, x1.50)" in out
+    assert "7.50 (against the mean of the naive before and after: 6.00)" in out
