@@ -44,19 +44,14 @@ def test_process_mode_reports_its_python_workers_apart(capsys: pytest.CaptureFix
     assert "JVM 575 / Python workers 297" in out
 
 
-def test_the_limit_measured_after_the_job_is_shown_beside_the_first(capsys: pytest.CaptureFixture[str]):
+def test_the_limit_and_the_naive_measured_after_the_job_are_shown_beside_the_first(
+        capsys: pytest.CaptureFixture[str]):
     r = _result({"thread": _job(3000.0, 900, 0.0)})
-    r.update(limit_after_eps=6000.0, ratio_limit_after_before=0.75, ratio_job_limits_mean=0.4286)
+    r.update(limit_after_eps=6000.0, ratio_limit_after_before=0.75, ratio_job_limits_mean=0.4286,
+             naive_after_eps=600.0, ratio_naive_after_before=1.5, ratio_job_naives_mean=6.0)
     print_table(r)
     out = capsys.readouterr().out
     assert "8,000 (after the job: 6,000, x0.75)" in out
     assert "0.375 (against the mean of the limit before and after: 0.429)" in out
-
-
-def test_the_naive_measured_after_the_job_is_shown_beside_the_first(capsys: pytest.CaptureFixture[str]):
-    r = _result({"thread": _job(3000.0, 900, 0.0)})
-    r.update(naive_after_eps=600.0, ratio_naive_after_before=1.5, ratio_job_naives_mean=6.0)
-    print_table(r)
-    out = capsys.readouterr().out
     assert "400 (after the job: 600, x1.50)" in out
     assert "7.50 (against the mean of the naive before and after: 6.00)" in out
