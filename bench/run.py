@@ -573,12 +573,11 @@ def _fresh(logic: CustomerLogic) -> CustomerLogic:
 
 def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str], None],
                 modes: tuple[str, ...] | None = None, cluster: bool = False,
-                naive_as_job: bool = True, naive_again: bool = True) -> dict[str, Any]:
+                naive_extras: bool = True) -> dict[str, Any]:
     """Throughput of the job (in each Python execution mode of ``modes``; the configured one is
     the headline; on a session cluster of its own with ``cluster``) against the in-process limit
-    and the naive baseline, on the same workload; with ``naive_as_job`` the naive baseline also
-    as a PyFlink job (:func:`run_naive_job`), with ``naive_again`` the naive loop once more after
-    the job."""
+    and the naive baseline, on the same workload; with ``naive_extras`` the naive baseline also
+    as a PyFlink job (:func:`run_naive_job`) and its loop once more after the job."""
     modes = modes or (cfg.flink.python_execution_mode,)
     workload = build_workload(cfg, data)
     say(f"workload: {len(workload.records)} change events, {workload.interactions} interactions")
@@ -621,7 +620,7 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
         runs = {mode: _run_job(cfg, run_dir / f"job-{mode}", workload.interactions, orders, mode, say, reference,
                                cluster=cluster, broker_pid=broker_pid)
                 for mode in modes}
-        naive_job = run_naive_job(cfg, run_dir / "naive-job", sample, say) if naive_as_job else None
+        naive_job = run_naive_job(cfg, run_dir / "naive-job", sample, say) if naive_extras else None
     finally:
         stop_pid(broker_pid)
     headline = cfg.flink.python_execution_mode if cfg.flink.python_execution_mode in runs else modes[0]
@@ -644,7 +643,7 @@ def measure_job(cfg: Config, run_dir: Path, data: DataConfig, say: Callable[[str
     # The naive loop once more too: its sklearn calls drift with the machine as the limit does
     # (483-802/s across sessions 34-39), and job / naive moved with it as much as with the job.
     naive_after = None
-    if naive_again:
+    if naive_extras:
         naive_after = run_loop(sample, naive_logic(logic), cfg.job.max_out_of_orderness_ms,
                                drift_publish_every=drift_every)
         say(f"naive again, after the job: {naive_after['eps']:,.0f} interactions/s")

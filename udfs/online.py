@@ -79,7 +79,7 @@ class OnlineResidual:
         Returns the probability the model gave just before the step.
         """
         xv = np.asarray(x, dtype=np.float64)
-        p = sigmoid(self.decision_one(xv, offline_logit))
+        p = self.predict_proba_one(xv, offline_logit)
         g = p - float(y)
         curvature = max(p * (1.0 - p), 1e-6)
         precision_w = self.precision_w

@@ -35,7 +35,7 @@ def test_bench_measures_the_job_on_two_taskmanagers():
                                      "LIVEFIT_FLINK__CLUSTER_TASK_SLOTS": "1",
                                      "LIVEFIT_JOB__PARALLELISM": "2"})
         r = measure_job(cfg, run_dir, DataConfig(customers=200, products=100, history_days=30), print,
-                        cluster=True, naive_as_job=False, naive_again=False)
+                        cluster=True, naive_extras=False)
         left = _processes_under(run_dir)
     finally:
         for p in _processes_under(run_dir):  # only if the bench failed to stop its cluster

@@ -49,7 +49,7 @@ def test_job_keeps_its_ratio_to_the_in_process_limit():
     try:
         cfg = load_config(None, env={"LIVEFIT_STACK__RUN_DIR": str(run_dir)})
         r = measure_job(cfg, run_dir, DataConfig(customers=1000, products=150, history_days=60), print,
-                        naive_as_job=False, naive_again=False)
+                        naive_extras=False)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     print(f"\n[bench-guard] job {r['job_eps']:.0f}/s, limit {r['limit_eps']:.0f}/s (after the job "
