@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import sys
 import time
 from array import array
 from collections.abc import Iterable
@@ -83,9 +84,12 @@ class CustomerState:
     # resolves as a positive. Once the watermark passes an order's time, every interaction that
     # could match it has arrived, so it can go.
     recent_orders: list[tuple[int, int]] = field(default_factory=list)
-    # Stable 64-bit hashes of the most recent changes applied (change_key), oldest first, for
-    # de-duplication: Debezium re-sends the batch in flight after a crash. 8 bytes each.
-    seen: array = field(default_factory=lambda: array("q"))
+    # Stable 64-bit hashes of the most recent changes applied (change_digest), oldest first, for
+    # de-duplication: Debezium re-sends the batch in flight after a crash. 8 bytes each, laid out
+    # as array("q") lays out change_key, which is how states stored them before; kept as bytes
+    # because bytes.find looks a key up in C (array's `in` makes an int of every entry: ~3 us
+    # at the cap, per event).
+    seen: bytearray = field(default_factory=bytearray)
     duplicates: int = 0
     segment: str | None = None
     last_event_ms: int = 0  # event time of the newest change applied (for inactivity expiry)
@@ -130,7 +134,7 @@ def encode_state(state: CustomerState) -> bytes:
         None if online.precision_w is None else online.precision_w.tobytes(), online.precision_b,
         [p.pack() for p in state.pending],
         array("q", [v for o in state.recent_orders for v in o]).tobytes(),
-        state.seen.tobytes(), state.duplicates, state.segment, state.last_event_ms,
+        bytes(state.seen), state.duplicates, state.segment, state.last_event_ms,
         state.expiry_timer_ms, state.positives, state.negatives, state.expired, FEATURE_SET,
     ), protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -150,6 +154,7 @@ def decode_state(blob: bytes | CustomerState) -> CustomerState:
     if isinstance(t, CustomerState):
         for part in (t, t.profile, t.online, *t.pending):
             _fill_defaults(part)
+        t.seen = _legacy_seen(t.seen)
         return _with_weights_for(LEGACY_FEATURE_SET, t)
     if t[0] not in (1, 2, STATE_FORMAT):
         raise ValueError(f"customer state format {t[0]} is newer than this job reads ({STATE_FORMAT})")
@@ -168,7 +173,7 @@ def decode_state(blob: bytes | CustomerState) -> CustomerState:
         pending=[PendingLabel(*p[:4], list(array("d", p[4])), *p[5:10],  # type: ignore[call-arg, misc]
                               packed=p if len(p) == 10 else None) for p in pending],
         recent_orders=[(o[i], o[i + 1]) for i in range(0, len(o), 2)],
-        seen=array("q", seen), duplicates=dups, segment=segment, last_event_ms=last_event,
+        seen=bytearray(seen), duplicates=dups, segment=segment, last_event_ms=last_event,
         expiry_timer_ms=expiry, positives=pos, negatives=neg, expired=expired))
 
 
@@ -184,6 +189,14 @@ def _fill_defaults(obj: Any) -> None:
                 setattr(obj, f.name, f.default_factory())
             else:
                 raise ValueError(f"a stored {type(obj).__name__} has no {f.name!r}, and it has no default")
+
+
+def _legacy_seen(seen: Any) -> bytearray:
+    """A state pickled whole kept its de-duplication keys as an ``array("q")`` of change_key
+    values, or (before that) as a dict of the changes' identities (:func:`_change_identity`)."""
+    if isinstance(seen, dict):
+        return bytearray(b"".join(_digest(identity) for identity in seen))
+    return bytearray(seen.tobytes() if isinstance(seen, array) else seen)
 
 
 def _with_weights_for(feature_set: int, state: CustomerState) -> CustomerState:
@@ -259,16 +272,45 @@ class Outcome:
     labels: list[dict[str, Any]] = field(default_factory=list)  # resolved examples, for the labels topic
 
 
-def change_key(ev: ChangeEvent) -> int:
-    """What makes two change events the same change, as a stable signed 64-bit hash.
+def _change_identity(ev: ChangeEvent) -> str:
+    """What makes two change events the same change. A row's creation (``c``, or ``r`` when a
+    snapshot reads it) is identified by table and primary key alone, so a snapshot re-reading
+    rows already seen live is recognised too; updates and deletes also by their LSN."""
+    return f"{ev.table}:{ev.row.get('id')}" if ev.op in ("c", "r") else ev.event_id
 
-    A row's creation (``c``, or ``r`` when a snapshot reads it) is identified by table and
-    primary key alone, so a snapshot re-reading rows already seen live is recognised too;
-    updates and deletes also by their LSN. (Python's hash() is salted per process and would not
-    survive a restore from a checkpoint.)
+
+_NATIVE_LITTLE_ENDIAN = sys.byteorder == "little"
+
+
+def _digest(identity: str) -> bytes:
+    d = hashlib.blake2b(identity.encode(), digest_size=8).digest()
+    return d if _NATIVE_LITTLE_ENDIAN else d[::-1]
+
+
+def change_digest(ev: ChangeEvent) -> bytes:
+    """:func:`change_key` as the 8 bytes a customer's state keeps it in (a native signed 64-bit
+    integer, as ``array("q")`` stores it).
+
+    >>> ev = ChangeEvent("orders", "c", {"id": 7}, None, "orders:7:1", 0, 0, False, 1)
+    >>> change_digest(ev) == array("q", [change_key(ev)]).tobytes()
+    True
     """
-    key = f"{ev.table}:{ev.row.get('id')}" if ev.op in ("c", "r") else ev.event_id
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little", signed=True)
+    return _digest(_change_identity(ev))
+
+
+def change_key(ev: ChangeEvent) -> int:
+    """What makes two change events the same change (:func:`_change_identity`), as a stable
+    signed 64-bit hash. (Python's hash() is salted per process and would not survive a restore
+    from a checkpoint.)"""
+    return int.from_bytes(change_digest(ev), sys.byteorder, signed=True)
+
+
+def _seen_before(seen: bytearray, digest: bytes) -> bool:
+    """Whether ``digest`` is one of the 8-byte keys in ``seen``."""
+    i = seen.find(digest)
+    while i % 8 and i >= 0:  # a match across two keys' bytes is no key
+        i = seen.find(digest, i + 1)
+    return i >= 0
 
 
 class CustomerLogic:
@@ -312,13 +354,13 @@ class CustomerLogic:
         self, state: CustomerState, ev: ChangeEvent, product: Product | None,
         now_ms: int | None = None, watermark_ms: int | None = None,
     ) -> Outcome:
-        key = change_key(ev)
-        if key in state.seen:
+        key = change_digest(ev)
+        if _seen_before(state.seen, key):
             state.duplicates += 1
             return Outcome(duplicate=True)
-        state.seen.append(key)
-        if len(state.seen) > MAX_SEEN_CHANGES:
-            del state.seen[0]
+        state.seen += key
+        if len(state.seen) > 8 * MAX_SEEN_CHANGES:
+            del state.seen[:8]
         if watermark_ms is not None and state.recent_orders:
             state.recent_orders = [(q, t) for q, t in state.recent_orders if t >= watermark_ms]
         if ev.table == "interactions":

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import pickle
 import random
+from array import array
 
 import pytest
 
 from tests.helpers import event, interaction, offline_model, order
 from udfs.customer import (
     LEGACY_FEATURE_SET,
+    MAX_SEEN_CHANGES,
     STATE_FORMAT,
     Applied,
     CustomerLogic,
     CustomerState,
     ScoringParams,
+    _seen_before,
+    change_digest,
+    change_key,
     decode_state,
     encode_state,
     reapply,
@@ -293,6 +298,40 @@ def test_resent_changes_are_applied_once(logic):
     again = logic.on_event(s, order(9, 2_000), SHOE)
     assert again.duplicate and again.learned == 0
     assert s.online.n_updates == 1 and s.profile.n_orders == 1 and s.duplicates == 3
+
+
+def test_the_last_changes_are_remembered_up_to_the_cap(logic):
+    s = CustomerState()
+    for i in range(MAX_SEEN_CHANGES + 1):
+        logic.on_event(s, interaction(i + 1, 1_000 + i), SHOE)
+    assert len(s.seen) == 8 * MAX_SEEN_CHANGES
+    assert logic.on_event(s, interaction(2, 1_001), SHOE).duplicate  # still remembered
+    assert not logic.on_event(s, interaction(1, 1_000), SHOE).duplicate  # the oldest, forgotten
+
+
+def test_a_match_across_two_keys_bytes_is_no_key():
+    a, b = change_digest(interaction(1, 0)), change_digest(interaction(2, 0))
+    assert _seen_before(bytearray(a + b), b) and _seen_before(bytearray(a + b), a)
+    assert not _seen_before(bytearray(a + b), a[3:] + b[:3])
+    assert not _seen_before(bytearray(a + b), change_digest(interaction(3, 0)))
+
+
+@pytest.mark.parametrize("stored_as", ["array", "dict"])
+def test_a_state_pickled_whole_still_recognises_its_changes(logic, stored_as):
+    """States pickled whole (before format 1) kept the de-duplication keys as an array of
+    change_key values, and before that as a dict of the changes' identities."""
+    s = CustomerState()
+    changes = [interaction(1, 1_000), order(9, 2_000), interaction(2, 3_000, op="r")]
+    for ev in changes:
+        logic.on_event(s, ev, SHOE)
+    if stored_as == "array":
+        s.seen = array("q", [change_key(ev) for ev in changes])  # type: ignore[assignment]
+    else:
+        s.seen = {f"{ev.table}:{ev.row['id']}": None for ev in changes}  # type: ignore[assignment]
+    restored = decode_state(pickle.dumps(s))
+    assert all(logic.on_event(restored, ev, SHOE).duplicate for ev in changes)
+    # and it is written back as states of this format store it: array("q")'s bytes
+    assert array("q", [change_key(ev) for ev in changes]).tobytes() in pickle.loads(encode_state(restored))
 
 
 def test_every_learned_label_is_logged_with_its_features(logic):
