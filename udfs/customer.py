@@ -308,7 +308,7 @@ def change_key(ev: ChangeEvent) -> int:
 def _seen_before(seen: bytearray, digest: bytes) -> bool:
     """Whether ``digest`` is one of the 8-byte keys in ``seen``."""
     i = seen.find(digest)
-    while i % 8 and i >= 0:  # a match across two keys' bytes is no key
+    while i >= 0 and i % 8:  # a match across two keys' bytes is no key
         i = seen.find(digest, i + 1)
     return i >= 0
 
