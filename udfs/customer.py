@@ -42,6 +42,7 @@ MAX_RECENT_ORDERS = 500  # per customer; a safety bound, normally the watermark 
 # Per customer: how many recent changes a re-send is recognised against. Debezium re-sends the
 # batch in flight when it crashed, seconds old; 128 changes of one customer is far beyond that.
 MAX_SEEN_CHANGES = 128
+KEY_BYTES = 8  # a change's de-duplication key: a signed 64-bit hash
 
 
 @dataclass(slots=True)
@@ -85,7 +86,7 @@ class CustomerState:
     # could match it has arrived, so it can go.
     recent_orders: list[tuple[int, int]] = field(default_factory=list)
     # Stable 64-bit hashes of the most recent changes applied (change_digest), oldest first, for
-    # de-duplication: Debezium re-sends the batch in flight after a crash. 8 bytes each, laid out
+    # de-duplication: Debezium re-sends the batch in flight after a crash. KEY_BYTES each, laid out
     # as array("q") lays out change_key, which is how states stored them before; kept as bytes
     # because bytes.find looks a key up in C (array's `in` makes an int of every entry: ~3 us
     # at the cap, per event).
@@ -196,7 +197,7 @@ def _legacy_seen(seen: Any) -> bytearray:
     values, or (before that) as a dict of the changes' identities (:func:`_change_identity`)."""
     if isinstance(seen, dict):
         return bytearray(b"".join(_digest(identity) for identity in seen))
-    return bytearray(seen.tobytes() if isinstance(seen, array) else seen)
+    return bytearray(seen)  # an array's buffer is its bytes
 
 
 def _with_weights_for(feature_set: int, state: CustomerState) -> CustomerState:
@@ -283,7 +284,7 @@ _NATIVE_LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 def _digest(identity: str) -> bytes:
-    d = hashlib.blake2b(identity.encode(), digest_size=8).digest()
+    d = hashlib.blake2b(identity.encode(), digest_size=KEY_BYTES).digest()
     return d if _NATIVE_LITTLE_ENDIAN else d[::-1]
 
 
@@ -306,9 +307,9 @@ def change_key(ev: ChangeEvent) -> int:
 
 
 def _seen_before(seen: bytearray, digest: bytes) -> bool:
-    """Whether ``digest`` is one of the 8-byte keys in ``seen``."""
+    """Whether ``digest`` is one of the keys in ``seen``."""
     i = seen.find(digest)
-    while i >= 0 and i % 8:  # a match across two keys' bytes is no key
+    while i >= 0 and i % KEY_BYTES:  # a match across two keys' bytes is no key
         i = seen.find(digest, i + 1)
     return i >= 0
 
@@ -359,8 +360,8 @@ class CustomerLogic:
             state.duplicates += 1
             return Outcome(duplicate=True)
         state.seen += key
-        if len(state.seen) > 8 * MAX_SEEN_CHANGES:
-            del state.seen[:8]
+        if len(state.seen) > KEY_BYTES * MAX_SEEN_CHANGES:
+            del state.seen[:KEY_BYTES]
         if watermark_ms is not None and state.recent_orders:
             state.recent_orders = [(q, t) for q, t in state.recent_orders if t >= watermark_ms]
         if ev.table == "interactions":
