@@ -56,8 +56,8 @@ from udfs.replay import replay
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 # About how many interactions the naive baseline runs on (a customer sample's whole histories):
-# at ~800/s through sklearn, ~8 s in process and ~6 s as a PyFlink job at parallelism 2 (at 3,000
-# the job's run was ~3 s, too short to trust).
+# at 300-800/s through sklearn (the machine's speed drifts), 8-20 s in process and 6-22 s as a
+# PyFlink job at parallelism 2 (at 3,000 the job's run was ~3 s on a fast day, too short to trust).
 NAIVE_INTERACTIONS = 6000
 # The producer settings a result records (config["sink"]): what shapes the broker's share of the cores.
 SINK_SETTINGS = ("linger.ms", "batch.size", "compression.type")
@@ -1013,10 +1013,14 @@ def run(quick: bool, events: int | None = None, out_dir: Path = RESULTS,
         configured = cfg.flink.python_execution_mode
         # The full run compares both Python execution modes (the choice of the configured one
         # rests on it); --quick measures the configured one only, to stay under five minutes
-        # (the other mode's job took ~35 s of its ~285 s).
+        # (the other mode's job took ~35 s of its ~285 s). For the same reason --quick leaves
+        # out the naive baseline's extras, the PyFlink job and the loop's second run: ~70 s of
+        # a slow hour's 311-327 s (session 44; the naive loop runs at 300-360/s then); the
+        # full and --throughput-only runs keep them.
         modes = (configured, *(m for m in ("thread", "process") if m != configured))
         result = measure_job(cfg, base / "job", data, say,
-                             modes=modes[:1] if throughput_only or quick else modes, cluster=cluster)
+                             modes=modes[:1] if throughput_only or quick else modes, cluster=cluster,
+                             naive_extras=not quick)
         if throughput_only:
             return _write_results(result, cfg, out_dir, "throughput", quick, started, say)
         rates = latency_rates if latency_rates is not None else ((1000.0,) if quick else (1000.0, 5000.0))
