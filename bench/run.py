@@ -1015,7 +1015,7 @@ def run(quick: bool, events: int | None = None, out_dir: Path = RESULTS,
         # rests on it); --quick measures the configured one only, to stay under five minutes
         # (the other mode's job took ~35 s of its ~285 s). For the same reason --quick leaves
         # out the naive baseline's extras, the PyFlink job and the loop's second run: ~70 s of
-        # a slow hour's 311-327 s (session 44; the naive loop runs at 300-360/s then); the
+        # a slow hour's 311-327 s (session 44; the naive loop ran at 275-364/s then); the
         # full and --throughput-only runs keep them.
         modes = (configured, *(m for m in ("thread", "process") if m != configured))
         result = measure_job(cfg, base / "job", data, say,
